@@ -89,6 +89,8 @@ class Config:
     max_steps_per_epoch: int = 0  # smoke knob: stop each epoch after this many steps (0: full epochs)
     max_eval_images: int = 0  # smoke knob: evaluate on the first n images of val/test (0: all)
     resume: bool = False
+    # distributed (torchrun)
+    sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm (CUDA only)
     output_dir: str = ''  # '' means outputs/<dataset>_<architecture>_<method>
 
     def to_dict(self) -> dict:
