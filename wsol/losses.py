@@ -5,6 +5,8 @@
 # %% ../nbs/03_losses.ipynb #ee9519d6
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -20,23 +22,31 @@ def _promote(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def _full_precision(t: torch.Tensor):
+    "A context that switches autocast off on `t`'s device (so AMP cannot send the conv / norms back to half)."
+    dev = t.device.type
+    return torch.autocast(dev, enabled=False) if dev in ('cpu', 'cuda', 'xpu', 'mps') else contextlib.nullcontext()
+
+
 def similarity_map(features: torch.Tensor,  # F (B, C, h, w)
                    fc_weight: torch.Tensor,  # W (K, C)
                   ) -> torch.Tensor:  # (B, K, h, w): cosine of each pixel's feature vector with each W[k]
     "`sim[b, k, i, j] = cos(F[b, :, i, j], W[k])`, both L2-normalised along C (`F.normalize`, eps 1e-12: a zero vector gives 0)."
-    features, fc_weight = _promote(features), _promote(fc_weight)
-    w = F.normalize(fc_weight, dim=1)
-    return F.conv2d(F.normalize(features, dim=1), w.view(*w.shape, 1, 1))
+    with _full_precision(features):
+        features, fc_weight = _promote(features), _promote(fc_weight).to(_promote(features).dtype)
+        w = F.normalize(fc_weight, dim=1)
+        return F.conv2d(F.normalize(features, dim=1), w.view(*w.shape, 1, 1))
 
 
 def normalized_feature_norm(features: torch.Tensor,  # F (B, C, h, w)
                             eps: float = 1e-15,  # added to the (max - min) denominator
                            ) -> torch.Tensor:  # (B, h, w) in [0, 1]; all 0 for a constant norm map
     "L2 norm of F along C, min-max normalised per image: (n - min) / (max - min + eps); differentiable through min and max."
-    n = torch.linalg.vector_norm(_promote(features), dim=1)
-    B = n.shape[0]
-    n = n - n.reshape(B, -1).min(dim=1).values.view(B, 1, 1)
-    return n / (n.reshape(B, -1).max(dim=1).values.view(B, 1, 1) + eps)
+    with _full_precision(features):
+        n = torch.linalg.vector_norm(_promote(features), dim=1)
+        B = n.shape[0]
+        n = n - n.reshape(B, -1).min(dim=1).values.view(B, 1, 1)
+        return n / (n.reshape(B, -1).max(dim=1).values.view(B, 1, 1) + eps)
 
 # %% ../nbs/03_losses.ipynb #cec5ef1f
 NORM_VARIANTS = ('max', 'target')
@@ -53,14 +63,15 @@ def alignment_losses(features: torch.Tensor,  # F (B, C, h, w), undropped branch
     "The similarity and norm alignment losses of bridging-gap (SPEC 5), masks not differentiated."
     check_choice('norm_variant', norm_variant, NORM_VARIANTS)
     B = targets.shape[0]
-    sim = similarity_map(features, fc_weight)
-    norm = normalized_feature_norm(features, eps).reshape(B, -1)
-    s = sim[torch.arange(B, device=sim.device), targets].reshape(B, -1)
-    fg, bg = (norm > sim_fg_thres).to(s.dtype), (norm < sim_bg_thres).to(s.dtype)
-    loss_sim = ((bg * s).sum(1) / (bg.sum(1) + eps) - (fg * s).sum(1) / (fg.sum(1) + eps)).mean()
-    r = (sim.max(dim=1).values.reshape(B, -1) if norm_variant == 'max' else s).detach()
-    pos, neg = (r > 0).to(norm.dtype), (r < 0).to(norm.dtype)
-    loss_norm = ((neg * norm).sum(1) / (neg.sum(1) + eps) - (pos * norm).sum(1) / (pos.sum(1) + eps)).mean()
+    with _full_precision(features):
+        sim = similarity_map(features, fc_weight)
+        norm = normalized_feature_norm(features, eps).reshape(B, -1)
+        s = sim[torch.arange(B, device=sim.device), targets].reshape(B, -1)
+        fg, bg = (norm > sim_fg_thres).to(s.dtype), (norm < sim_bg_thres).to(s.dtype)
+        loss_sim = ((bg * s).sum(1) / (bg.sum(1) + eps) - (fg * s).sum(1) / (fg.sum(1) + eps)).mean()
+        r = (sim.max(dim=1).values.reshape(B, -1) if norm_variant == 'max' else s).detach()
+        pos, neg = (r > 0).to(norm.dtype), (r < 0).to(norm.dtype)
+        loss_norm = ((neg * norm).sum(1) / (neg.sum(1) + eps) - (pos * norm).sum(1) / (pos.sum(1) + eps)).mean()
     return loss_sim, loss_norm
 
 # %% ../nbs/03_losses.ipynb #95e62a21
