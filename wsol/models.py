@@ -19,7 +19,8 @@ from .config import ARCHITECTURES, METHODS, check_choice
 
 # %% auto #0
 __all__ = ['AttentiveDropout', 'WSOLModel', 'ResNet50WSOL', 'VGG16WSOL', 'TinyResNetWSOL', 'build_model', 'to_wsol_state_dict',
-           'imagenet_state_dict', 'load_pretrained', 'load_checkpoint_weights', 'num_classes_in_checkpoint']
+           'imagenet_state_dict', 'load_pretrained', 'synth_weights_path', 'load_checkpoint_weights',
+           'num_classes_in_checkpoint']
 
 # %% ../nbs/02_models.ipynb #4e567b6f
 class AttentiveDropout(nn.Module):
@@ -237,7 +238,7 @@ def build_model(architecture: str,  # 'resnet50' | 'vgg16' | 'tinyresnet'
                 method: str,  # 'cam' | 'bridging-gap'
                 num_classes: int,  # K
                 large_feature_map: bool = False,  # ResNet50 layer3 stride 1 / VGG16 without pool4 / tinyresnet stride halved
-                pretrained=False,  # False | True (torchvision ImageNet weights) | path to a local state dict (file or folder)
+                pretrained=False,  # False | True (torchvision ImageNet weights) | path to a local state dict (file or folder) | 'synth' (tinyresnet)
                 drop_threshold: float = 0.8,  # attentive dropout threshold (bridging-gap)
                 drop_prob: float = 0.25,  # attentive dropout probability (bridging-gap)
                 keep_fc: bool = False,  # keep the pretrained `fc` (ILSVRC: the ImageNet classifier); needs num_classes to match
@@ -363,7 +364,7 @@ def imagenet_state_dict(architecture: str  # 'resnet50' | 'vgg16'
 
 
 def load_pretrained(model: WSOLModel,  # model to load into (in place)
-                    pretrained,  # True (torchvision ImageNet weights) or a path: a state dict file or a folder with one
+                    pretrained,  # True (torchvision ImageNet weights), 'synth' (tinyresnet: `synth_weights_path`) or a path: a state dict file or a folder with one
                     keep_fc: bool = False,  # also load `fc` (ILSVRC) when the source has one (torchvision VGG16 has none)
                    ) -> WSOLModel:
     "Load pretrained backbone weights (torchvision layout, or any layout `to_wsol_state_dict` knows) into `model`."
@@ -373,6 +374,9 @@ def load_pretrained(model: WSOLModel,  # model to load into (in place)
             raise ValueError(f"pretrained=True: there are no ImageNet weights for {arch}; pass pretrained=False "
                              "or a path to a state dict / checkpoint of this architecture")
         sd, source = imagenet_state_dict(arch), f"torchvision ImageNet weights for {arch}"
+    elif isinstance(pretrained, str) and pretrained == 'synth':  # SYNTH pretext weights (see 'SYNTH-pretrained weights' below)
+        path = synth_weights_path(model)
+        sd, source = _read_checkpoint(path, "pretrained='synth'")[1], f"SYNTH-pretrained weights {path}"
     elif isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained)
         if path.is_dir():
@@ -399,6 +403,17 @@ def load_pretrained(model: WSOLModel,  # model to load into (in place)
                            f"num_classes={model.num_classes}; use keep_fc=False to start fc from scratch")
     _load_into(model, sd, allowed_missing, source)
     return model
+
+# %% ../nbs/02_models.ipynb #54cd0813
+def synth_weights_path(model: WSOLModel,  # a tinyresnet model (its width / blocks / output_stride select the weights)
+                      ) -> Path:  # the weights file of `wsol.pretrain.synth_pretrained_weights`
+    "The SYNTH-pretrained weights for a tinyresnet `model`: pretrained and cached on first use (`wsol.pretrain`)."
+    if model.architecture != 'tinyresnet':
+        raise ValueError(f"pretrained='synth' exists for tinyresnet only, not {model.architecture}; "
+                         "use pretrained=True (ImageNet) or a path for it")
+    from wsol.pretrain import synth_pretrained_weights  # imported here: wsol.pretrain builds its models with this module
+    return synth_pretrained_weights(os.environ.get('WSOL_DATA_ROOT', 'data'), width=model.width,
+                                    blocks=tuple(model.blocks), output_stride=model.output_stride)
 
 # %% ../nbs/02_models.ipynb #c9c36910
 def load_checkpoint_weights(model: WSOLModel,  # model to load into (in place), built with the checkpoint's settings
