@@ -115,9 +115,11 @@ _ILSVRC_RESNET50 = dict(
 _ILSVRC_VGG16 = dict(
     _ILSVRC_RESNET50, architecture='vgg16', large_feature_map=False, epochs=40, warm_epochs=5, lr=2e-5,
     lr_classifier_ratio=5.0, lr_decay_points=[11, 31], weight_decay=5e-4, batch_size=64)
+# SYNTH recipe (chosen on val, see benchmarks/): start from the SYNTH-pretrained stand-in for ImageNet weights
+# (`wsol.pretrain`) and fine-tune like the paper's ResNet50 (small backbone lr, fc at lr x 10)
 _SYNTH_TINYRESNET = dict(
-    architecture='tinyresnet', pretrained=False, large_feature_map=False, epochs=12, warm_epochs=4,
-    batch_size=32, warm_batch_size=32, lr=0.05, lr_classifier_ratio=1.0, lr_decay_points=[9],
+    architecture='tinyresnet', pretrained='synth', large_feature_map=False, epochs=12, warm_epochs=4,
+    batch_size=32, warm_batch_size=32, lr=0.002, lr_classifier_ratio=10.0, lr_decay_points=[9],
     lr_decay_rate=0.2, weight_decay=1e-4, loss_ratio_sim=0.5, sim_fg_thres=0.4, sim_bg_thres=0.2,
     loss_ratio_norm=0.05, loss_ratio_drop=2.0, drop_threshold=0.8, drop_prob=0.25, eval_interval=1,
     cam_curve_interval=0.01, resize_size=72, crop_size=64, workers=0)
