@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=2, help='torch threads per run')
     p.add_argument('--jobs', type=int, default=1, help='runs at a time (separate processes)')
     p.add_argument('--smoke', action='store_true', help='tiny sizes, to check the plumbing')
+    p.add_argument('--pin', action='store_true', help='pin each parallel run to its own `--threads` CPU cores (taskset)')
     p.add_argument('--run', nargs=2, metavar=('METHOD', 'SEED'), help=argparse.SUPPRESS)  # one run (worker process)
     args = p.parse_args(argv)
     for s in args.seeds:
@@ -115,18 +116,20 @@ def all_runs(args) -> list:
     base = [sys.executable, str(Path(__file__).resolve()), '--data_root', args.data_root, '--metadata_root',
             args.metadata_root, '--runs_dir', args.runs_dir, '--threads', str(args.threads)] + (['--smoke'] if args.smoke else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
-    pending, running, done = list(todo), [], []
+    pending, running, free = list(todo), [], list(range(args.jobs))
     while pending or running:
-        while pending and len(running) < args.jobs:
-            m, s = pending.pop(0)
-            running.append(((m, s), subprocess.Popen(base + ['--run', m, str(s)], env=env)))
+        while pending and free:
+            (m, s), slot = pending.pop(0), free.pop(0)
+            cores = ','.join(str(slot * args.threads + k) for k in range(args.threads))
+            cmd = (['taskset', '-c', cores] if args.pin else []) + base + ['--run', m, str(s)]
+            running.append(((m, s), slot, subprocess.Popen(cmd, env=env)))
         time.sleep(1)
         for item in list(running):
-            (m, s), proc = item
+            (m, s), slot, proc = item
             if proc.poll() is None: continue
-            running.remove(item)
+            running.remove(item); free.append(slot)
             if proc.returncode != 0: raise RuntimeError(f"run {m} seed {s} failed (exit code {proc.returncode})")
-            done.append((m, s))
+            print(f"  {m:12s} seed {s}: done", flush=True)
     return [json.loads((Path(run_config(args, m, s).output_dir) / 'benchmark_run.json').read_text()) for m, s in todo]
 
 
