@@ -4,7 +4,7 @@ Each run is `wsol.train.train(make_config('SYNTH', method=..., seed=...))`, the 
 `papermill nbs/train.ipynb -p method ... -p seed ...`: the SYNTH preset (tinyresnet from the SYNTH-pretrained
 weights of `wsol.pretrain`, built once and cached under <data_root>/pretrained/). For each run it records the
 test metrics of the `best` (val-selected) and `last` checkpoints and the wall time, then analyses the
-test CAMs of the `best` checkpoints (peak in the head box, head/body ratios of CAM and ||f||, cosine on head /
+test CAMs of the `best` and `last` checkpoints (peak in the head box, head/body ratios of CAM and ||f||, cosine on head /
 body / background, object-mask coverage), checks an oracle score map (ground-truth mask blurred to the
 feature-map resolution) with the same evaluator, and writes
 
@@ -19,7 +19,7 @@ Usage (from the repository root):
     python benchmarks/synth_benchmark.py --smoke --out /tmp/b   # tiny sizes: checks the plumbing in ~1 minute
 
 Nothing is chosen on `test`: the recipe (the SYNTH preset) was chosen on `val`, the `best` checkpoint is chosen
-on `val` by `train`, and the analysis uses the `best` checkpoints, fixed before looking at test.
+on `val` by `train`, and the analysis reports both checkpoints (the `best` one is the primary result, fixed before looking at test).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ METHODS = ('cam', 'bridging-gap')
 SMOKE_SYNTH = dict(train_per_class=2, val_per_class=1, test_per_class=2, proxy_per_class=0)
 SMOKE_PRETRAIN = dict(images_per_class=2, epochs=1, batch_size=8)
 SMOKE_TRAIN = dict(epochs=2, warm_epochs=1, batch_size=8, warm_batch_size=8)
+FIGURE_CHECKPOINT = 'last'  # Fig. 1 shows trained classifiers (the paper's figure is about trained models)
 
 
 def parse_args(argv=None):
@@ -175,6 +176,8 @@ def analyse(cfg, tm: dict) -> dict:
     boxes = read_part_boxes(cfg.metadata_root, 'test')
     masks = read_masks(cfg.data_root, ids, S)
     head, body = part_regions(masks, scale_boxes([boxes[i] for i in ids], [(S, S)] * len(ids), S))
+    sm = tm['cam_scoremaps']
+    r['object_mass'] = 100 * float(np.mean((sm * masks).sum((1, 2)) / np.maximum(sm.sum((1, 2)), 1e-12)))
     r['norm_head_body_ratio'] = part_ratio(tm['norm_scoremaps'], head, body)
     r['norm_object_coverage'] = 100 * float(np.nanmean(region_means(tm['norm_scoremaps'] >= 0.5, masks)))
     for name, region in (('head', head), ('body', body), ('background', ~masks)):
@@ -199,7 +202,7 @@ def oracle_check(cfg, feature_size: int) -> dict:
 
 
 def figure(cfgs: dict, tms: dict, path: Path, n: int = 4):
-    "Fig. 1-style PNG: for n test images (one per class group, fixed ids), image / CAM / ||f|| / cos for both methods."
+    "Fig. 1-style PNG: for n fixed test images, image / CAM / ||f|| / cos for both methods (FIGURE_CHECKPOINT)."
     import numpy as np
     from PIL import Image
     from wsol.plots import cam_decomposition_figure
@@ -213,12 +216,23 @@ def figure(cfgs: dict, tms: dict, path: Path, n: int = 4):
             tm = tms[m]
             images.append(img)
             decs.append({k: tm['maps'][k][i] for k in ('cam', 'feature_norm', 'cosine')})
-            titles.append({'cam': 'vanilla CAM', 'bridging-gap': 'bridging-gap'}[m])
+            titles.append({'cam': 'vanilla CAM', 'bridging-gap': 'bridging-gap'}[m] + f' ({FIGURE_CHECKPOINT})')
     fig = cam_decomposition_figure(images, decs, titles=titles, panel_size=1.35)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp.png')
-    fig.savefig(tmp, dpi=72)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=72)
+        Image.open(tmp).convert('RGB').quantize(colors=128).save(tmp, format='PNG', optimize=True)  # keeps the file small
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+
+
+def best_epoch(output_dir) -> int:
+    "The epoch of a run's `best` checkpoint (from history.csv: the first epoch with the highest val score)."
+    import pandas as pd
+    h = pd.read_csv(Path(output_dir) / 'history.csv')
+    return int(h.loc[h['val_maxboxacc_v2'].idxmax(), 'epoch'])
 
 
 def summarise(runs: list, analysis: dict, oracle: dict, pre: dict) -> dict:
@@ -231,7 +245,8 @@ def summarise(runs: list, analysis: dict, oracle: dict, pre: dict) -> dict:
             row[ck] = {'maxboxacc_v2': m['maxboxacc_v2'], **{f'iou{k}': v for k, v in m['maxboxacc'].items()},
                        'top1_cls': m['top1_cls'], 'cam_threshold': m['cam_threshold']}
         row['val_maxboxacc_v2'] = r['results']['val']['maxboxacc_v2']
-        row['analysis'] = analysis[(r['method'], r['seed'])]
+        row['best_epoch'] = best_epoch(r['output_dir'])
+        row['analysis'] = {ck: analysis[(r['method'], r['seed'], ck)] for ck in ('best', 'last')}
         out['runs'].append(row)
     for m in METHODS:
         rows = [r for r in out['runs'] if r['method'] == m]
@@ -242,7 +257,8 @@ def summarise(runs: list, analysis: dict, oracle: dict, pre: dict) -> dict:
                      'min': float(v.min()), 'max': float(v.max())}
             for k in ('iou30', 'iou50', 'iou70', 'top1_cls'):
                 s[ck][k] = float(np.mean([r[ck][k] for r in rows]))
-        s['analysis'] = {k: float(np.mean([r['analysis'][k] for r in rows])) for k in rows[0]['analysis']}
+        s['analysis'] = {ck: {k: float(np.mean([r['analysis'][ck][k] for r in rows])) for k in rows[0]['analysis'][ck]}
+                         for ck in ('best', 'last')}
         s['seconds'] = {'mean': float(np.mean([r['seconds'] for r in rows])), 'max': float(np.max([r['seconds'] for r in rows]))}
         out['methods'][m] = s
     out['gap'] = {ck: out['methods']['bridging-gap'][ck]['mean'] - out['methods']['cam'][ck]['mean'] for ck in ('best', 'last')}
@@ -256,12 +272,13 @@ def markdown(s: dict, args) -> str:
     L.append(f"Generated by `python benchmarks/synth_benchmark.py{' --smoke' if args.smoke else ''}` "
              f"(seeds {seeds}; the SYNTH preset = the notebook defaults; {s['runs'][0]['threads']} torch threads per run). "
              "Test split, GT-known MaxBoxAcc (%); `best` = checkpoint selected on val by `train`, `last` = final epoch.\n")
-    L.append("| method | seed | MaxBoxAccV2 (best) | IoU30 | IoU50 | IoU70 | top-1 cls | MaxBoxAccV2 (last) | top-1 cls (last) | train time (s) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| method | seed | best epoch | MaxBoxAccV2 (best) | IoU30 | IoU50 | IoU70 | top-1 cls | MaxBoxAccV2 (last) | IoU30 / 50 / 70 (last) | top-1 cls (last) | train time (s) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in s['runs']:
         b, l = r['best'], r['last']
-        L.append(f"| {r['method']} | {r['seed']} | {b['maxboxacc_v2']:.1f} | {b['iou30']:.1f} | {b['iou50']:.1f} | {b['iou70']:.1f} "
-                 f"| {b['top1_cls']:.1f} | {l['maxboxacc_v2']:.1f} | {l['top1_cls']:.1f} | {r['seconds']:.0f} |")
+        L.append(f"| {r['method']} | {r['seed']} | {r['best_epoch']} | {b['maxboxacc_v2']:.1f} | {b['iou30']:.1f} | {b['iou50']:.1f} | {b['iou70']:.1f} "
+                 f"| {b['top1_cls']:.1f} | {l['maxboxacc_v2']:.1f} | {l['iou30']:.1f} / {l['iou50']:.1f} / {l['iou70']:.1f} "
+                 f"| {l['top1_cls']:.1f} | {r['seconds']:.0f} |")
     L.append("")
     L.append("| method | MaxBoxAccV2 best: mean ± std (min-max) | IoU30 / 50 / 70 | top-1 cls | MaxBoxAccV2 last: mean ± std | max train time (s) |")
     L.append("|---|---|---|---|---|---|")
@@ -271,15 +288,17 @@ def markdown(s: dict, args) -> str:
                  f"| {b['top1_cls']:.1f} | {l['mean']:.1f} ± {l['std']:.1f} | {s['methods'][m]['seconds']['max']:.0f} |")
     L.append(f"\n**Gap (bridging-gap - CAM), mean over seeds:** {s['gap']['best']:+.1f} MaxBoxAccV2 points (best checkpoints), "
              f"{s['gap']['last']:+.1f} (last).\n")
-    L.append("Where the maps go (test, `best` checkpoints, mean over seeds). Head = object pixels inside the head box "
-             "(the discriminative part), body = the rest of the object; ratios of mean min-max-normalised map values; "
-             "coverage = share of object pixels with normalised value >= 0.5; cos = mean cosine between f and w_c.\n")
-    L.append("| method | CAM peak in head box (%) | CAM head/body | CAM object coverage (%) | CAM background coverage (%) | ‖f‖ head/body | ‖f‖ object coverage (%) | cos head | cos body | cos background |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
-    for m in METHODS:
-        a = s['methods'][m]['analysis']
-        L.append(f"| {m} | {a['peak_in_head']:.1f} | {a['head_body_ratio']:.2f} | {a['object_coverage']:.1f} | {a['background_coverage']:.1f} "
-                 f"| {a['norm_head_body_ratio']:.2f} | {a['norm_object_coverage']:.1f} | {a['cos_head']:.3f} | {a['cos_body']:.3f} | {a['cos_background']:.3f} |")
+    L.append("Where the maps go (test, mean over seeds). Head = object pixels inside the head box "
+             "(the discriminative part), body = the rest of the object; head/body = ratio of mean min-max-normalised map "
+             "values; coverage = share of object (background) pixels with normalised value >= 0.5; mass in object = share "
+             "of the normalised CAM's sum inside the object mask; cos = mean cosine between f and w_c.\n")
+    L.append("| method | checkpoint | CAM peak in head box (%) | CAM head/body | CAM object coverage (%) | CAM background coverage (%) | CAM mass in object (%) | ‖f‖ head/body | ‖f‖ object coverage (%) | cos head | cos body | cos background |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for ck in ('best', 'last'):
+        for m in METHODS:
+            a = s['methods'][m]['analysis'][ck]
+            L.append(f"| {m} | {ck} | {a['peak_in_head']:.1f} | {a['head_body_ratio']:.2f} | {a['object_coverage']:.1f} | {a['background_coverage']:.1f} "
+                     f"| {a['object_mass']:.1f} | {a['norm_head_body_ratio']:.2f} | {a['norm_object_coverage']:.1f} | {a['cos_head']:.3f} | {a['cos_body']:.3f} | {a['cos_background']:.3f} |")
     o = s['oracle']
     L.append(f"\n**Oracle sanity check** (ground-truth mask area-averaged to the {o['feature_size']}x{o['feature_size']} feature map, "
              f"then upsampled like a CAM): IoU30 / 50 / 70 = {o['maxboxacc']['30']:.1f} / {o['maxboxacc']['50']:.1f} / "
@@ -308,9 +327,10 @@ def main(argv=None):
     cfgs, tms, analysis = {}, {}, {}
     for r in runs:
         cfg = run_config(args, r['method'], r['seed'])
-        tm = test_maps(cfg, Path(cfg.output_dir) / 'checkpoints' / 'best.pt')
-        analysis[(r['method'], r['seed'])] = analyse(cfg, tm)
-        if r['seed'] == args.seeds[0]: cfgs[r['method']], tms[r['method']] = cfg, tm
+        for ck in ('best', 'last'):
+            tm = test_maps(cfg, Path(cfg.output_dir) / 'checkpoints' / f'{ck}.pt')
+            analysis[(r['method'], r['seed'], ck)] = analyse(cfg, tm)
+            if r['seed'] == args.seeds[0] and ck == FIGURE_CHECKPOINT: cfgs[r['method']], tms[r['method']] = cfg, tm
     feature_size = tms['cam']['maps']['cam'].shape[-1]
     oracle = oracle_check(cfg0, feature_size)
     s = summarise(runs, analysis, oracle, {'file': path.name, 'seconds': seconds, 'built': built})
