@@ -9,7 +9,7 @@ __all__ = ['MATHJAX_URL', 'PAGE_CSS', 'MARKER', 'DOCS_PARAMS', 'DocsError', 'fin
            'topbar_html', 'has_math', 'page_toc', 'make_exporter', 'render_page', 'PageResult', 'check_out_path',
            'build_docs', 'main']
 
-# %% ../nbs/09_docs.ipynb #c989d3f5
+# %% ../nbs/09_docs.ipynb #837d90da
 import argparse
 import ast
 import configparser
@@ -39,7 +39,7 @@ from nbdev.process import extract_directives
 from nbdev.showdoc import show_doc
 from papermill.parameterize import parameterize_notebook
 
-# %% ../nbs/09_docs.ipynb #c1365b65
+# %% ../nbs/09_docs.ipynb #1d81e7bc
 class DocsError(RuntimeError):
     "A docs-build problem; the message names the notebook (and cell) or the option at fault."
 
@@ -79,7 +79,7 @@ class Site:
                    nbs_path=cfg.get('nbs_path', 'nbs'), lib_name=lib, lib_path=cfg.get('lib_path', lib),
                    tst_flags=tuple(cfg.get('tst_flags', '').replace(',', ' ').split()))
 
-# %% ../nbs/09_docs.ipynb #1bdc58e3
+# %% ../nbs/09_docs.ipynb #d357c2ca
 def list_notebooks(nbs_path  # the notebook folder
                   ) -> list:
     "Notebooks of the site under `nbs_path` (list of `Path`): `index.ipynb` first, then by path; names starting with `_` or `.` (files or folders) are skipped."
@@ -92,7 +92,7 @@ def list_notebooks(nbs_path  # the notebook folder
     rel = lambda p: p.relative_to(nbs_path).as_posix()
     return sorted(found, key=lambda p: (rel(p) != 'index.ipynb', rel(p)))
 
-# %% ../nbs/09_docs.ipynb #3ff8cbf0
+# %% ../nbs/09_docs.ipynb #0da09006
 def _front_matter(cell) -> dict:
     "YAML front matter of a raw cell (`---` ... `---`), {} otherwise."
     src = cell.source.strip()
@@ -128,7 +128,7 @@ def notebook_title(nb,  # a notebook (nbformat)
         if found: return found[0], found[1]
     return default, ''
 
-# %% ../nbs/09_docs.ipynb #d7122efd
+# %% ../nbs/09_docs.ipynb #0bb50cec
 _re_directive_line = re.compile(r'^\s*#\s*\|')
 _re_hide_line = re.compile(r'#\s*\|\s*hide_line\s*$')
 _re_magic_line = re.compile(r'^\s*%')
@@ -157,7 +157,7 @@ def is_show_doc(source: str) -> bool:
     lines = [l for l in shown_source(source).splitlines() if l.strip()]
     return bool(lines) and all(_re_show_doc.match(l) for l in lines)
 
-# %% ../nbs/09_docs.ipynb #d9241c26
+# %% ../nbs/09_docs.ipynb #54e13111
 def exported_names(cell  # an `#| export` or `#| exports` code cell
                   ) -> list:
     "Public functions and classes defined at the top level of `cell` (none if it does not parse: its execution reports that)."
@@ -184,7 +184,7 @@ def add_auto_docs(nb  # notebook, changed in place
     nb.cells = cells
     return added
 
-# %% ../nbs/09_docs.ipynb #96c83076
+# %% ../nbs/09_docs.ipynb #0af9a5dc
 _EXPORT_CALL = 'nbdev_export' + '('  # split so that nbdev_test does not skip this cell as an export call
 
 
@@ -263,7 +263,7 @@ def execute_notebook(nb,  # notebook, executed in place
         for i in skipped:
             if not nb.cells[i].metadata['tags']: del nb.cells[i].metadata['tags']
 
-# %% ../nbs/09_docs.ipynb #2b5f6e8b
+# %% ../nbs/09_docs.ipynb #8a7d5718
 _hidden_directives = {'hide', 'default_exp', 'exporti'}
 _re_pandoc_attrs = re.compile(r'(\]\([^)]*\))\{[^}]*\}')  # `[source](url){style="..."}` -> `[source](url)`
 
@@ -321,7 +321,7 @@ def docs_notebook(nb,  # an executed (or stored) notebook
     out.cells = ([title] if title is not None else []) + cells  # nbdev puts the title (front matter) on top
     return out
 
-# %% ../nbs/09_docs.ipynb #6109083e
+# %% ../nbs/09_docs.ipynb #cf2a3d9a
 def _default_exp(nb) -> str:
     "The notebook's `#| default_exp` module, or ''."
     for cell in nb.cells:
@@ -350,7 +350,7 @@ def fill_auto_docs(nb,  # notebook with `add_auto_docs` cells, changed in place
     nb.cells = keep
     return notes
 
-# %% ../nbs/09_docs.ipynb #142fbbf0
+# %% ../nbs/09_docs.ipynb #4dee8cc2
 MATHJAX_URL = 'https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js'
 
 _PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
@@ -414,6 +414,9 @@ body.wsol-page { margin: 0; padding: 0; background: #fff; }
 .wsol-exported > summary { cursor: pointer; font-size: .8rem; color: #666; margin: .2rem 0;
   font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
+.wsol-main .jp-InputArea-editor { overflow-x: auto; }
+.jp-RenderedHTMLCommon.jp-RenderedMarkdown pre { background: #f5f6f7; padding: .5rem .75rem; border-radius: 4px;
+  overflow-x: auto; }
 .jp-OutputArea-output.jp-RenderedMarkdown { border-left: 3px solid #c9d7e6; padding-left: 1rem; }
 .jp-OutputArea-output.jp-RenderedMarkdown > hr:first-child { display: none; }
 .jp-Cell.celltag_injected-parameters::before { content: "Parameters injected for this build";
@@ -463,7 +466,7 @@ def topbar_html(site: Site, current: str) -> str:
     return (f'<header class="wsol-topbar"><a class="wsol-brand" href="{_esc(_rel_href("index.html", current))}">'
             f'{_esc(site.title)}</a><span class="wsol-tagline">{_esc(site.description)}</span>{repo}</header>')
 
-# %% ../nbs/09_docs.ipynb #ea4e39a5
+# %% ../nbs/09_docs.ipynb #1e587d05
 _re_heading = re.compile(r'<h([23]) id="([^"]+)"[^>]*>(.*?)(?:<a class="anchor-link"[^>]*>.*?</a>)?</h\1>', re.S)
 _re_math = re.compile(r'\$\$|\\\(|\\\[|(?<![\\$\w])\$[^\s$][^$\n]*?(?<![\s\\])\$(?!\w)')
 
@@ -514,7 +517,7 @@ def render_page(nb,  # notebook as `docs_notebook` made it
                                                          'wsol': wsol})
     return body.replace('<!--wsol-sidebar-->', nav_html(pages, page.href, page_toc(body)), 1)
 
-# %% ../nbs/09_docs.ipynb #980635e4
+# %% ../nbs/09_docs.ipynb #9eee22f7
 @dataclass
 class PageResult:
     "One page of a build: where it came from, how its outputs were made, what went wrong."
@@ -566,7 +569,7 @@ def _index_notebook(site: Site, pages) -> 'nbformat.NotebookNode':
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f'# {site.title}\n\n> {site.description}'),
                                            nbformat.v4.new_markdown_cell(f'## Pages\n\n{items}')])
 
-# %% ../nbs/09_docs.ipynb #ae681032
+# %% ../nbs/09_docs.ipynb #6bb1824c
 def build_docs(nbs_path='nbs',  # notebook folder
                out_path='_docs',  # site folder, replaced as a whole
                execute: bool = True,  # False: outputs as stored in the notebooks
@@ -669,7 +672,7 @@ def _prepare(nb, page, site, folder, execute, execute_only, params, timeout, ker
         page.notes += fill_auto_docs(nb, f'{site.lib_name}.{exp}' if exp and site.lib_name else '')
     return nb
 
-# %% ../nbs/09_docs.ipynb #6ffc79a5
+# %% ../nbs/09_docs.ipynb #925ecd76
 def _demo_nbs(folder  # where to write the notebooks
              ) -> Path:
     "Write a small notebook folder (the examples here and `tests/test_docs.py` use it); returns `folder`."
@@ -703,7 +706,7 @@ def _demo_nbs(folder  # where to write the notebooks
     (folder/'notes.txt').write_text('not a notebook\n')
     return folder
 
-# %% ../nbs/09_docs.ipynb #fd7dd0e3
+# %% ../nbs/09_docs.ipynb #6b372227
 DOCS_PARAMS = 'docs_params.yml'  # in the notebook folder: the default --params file
 
 
