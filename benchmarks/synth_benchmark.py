@@ -239,7 +239,8 @@ def summarise(runs: list, analysis: dict, oracle: dict, pre: dict) -> dict:
     import numpy as np
     out = {'pretraining': pre, 'oracle': oracle, 'runs': [], 'methods': {}}
     for r in runs:
-        row = {'method': r['method'], 'seed': r['seed'], 'seconds': r['seconds'], 'threads': r['threads']}
+        row = {'method': r['method'], 'seed': r['seed'], 'seconds': r['seconds'], 'threads': r['threads'],
+               'output_dir': r['output_dir']}
         for ck in ('best', 'last'):
             m = r['results']['test'][ck]
             row[ck] = {'maxboxacc_v2': m['maxboxacc_v2'], **{f'iou{k}': v for k, v in m['maxboxacc'].items()},
