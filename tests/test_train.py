@@ -208,6 +208,26 @@ def test_resume_with_another_config_is_refused(roots, tmp_path):
         train(make_config(**{**settings, 'epochs': 2}, resume=True), progress=False)
 
 
+def test_fresh_run_removes_an_earlier_runs_checkpoints(roots, tmp_path):
+    import torch
+    from wsol.config import make_config
+    from wsol.train import train
+    old = _settings(roots, tmp_path/'run', epochs=1, warm_epochs=0)
+    train(make_config(**old), progress=False)  # an earlier run: best.pt, last.pt, results.json of epoch 1
+    new = _settings(roots, tmp_path/'run', epochs=2, warm_epochs=0, eval_interval=2, lr_decay_points=[])
+
+    def interrupt(epoch, row): raise KeyboardInterrupt  # after epoch 1, which is not evaluated: no new best.pt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config(**new), progress=False, on_epoch_end=interrupt)
+    ckpts = tmp_path/'run'/'checkpoints'
+    assert sorted(p.name for p in ckpts.iterdir()) == ['last.pt'] and not (tmp_path/'run'/'results.json').exists()
+    results = train(make_config(**new, resume=True), progress=False)
+    assert torch.load(ckpts/'best.pt', weights_only=True)['epoch'] == 2
+    assert [r['epoch'] for r in torch.load(ckpts/'last.pt', weights_only=True)['history']] == [1, 2]
+    assert results['test']['best'] == results['test']['last']
+
+
 # ---------------------------------------------------------------- divergence
 
 def test_nan_loss_stops_and_keeps_the_checkpoints(roots, tmp_path):
