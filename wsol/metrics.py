@@ -148,6 +148,14 @@ def _euler_levels(u: np.ndarray) -> np.ndarray:
 _link_runs = getattr(cv2, 'findContoursLinkRuns', None)  # OpenCV >= 4.9
 
 
+def _link_runs_box(contour: np.ndarray) -> tuple[int, int, int, int]:
+    "`findContours`' bounding rectangle `(x, y, w, h)` of the border traced by a `findContoursLinkRuns` contour."
+    x, y, w, h = cv2.boundingRect(contour)
+    a = cv2.contourArea(contour, True)  # outer borders > 0, hole borders < 0; flat ones: holes run right to left
+    if a < 0 or (a == 0 and len(contour) > 1 and contour[1, 0, 0] < contour[0, 0, 0]): return x, y - 1, w, h + 2
+    return x, y, w, h
+
+
 def box_hits(u: np.ndarray,  # (H, W) uint8 score map, `quantize_scoremap(scoremap)`
              gt_boxes,  # (G, 4) int GT boxes (x0, y0, x1, y1) at the map's resolution
              thresholds,  # (N,) score-map thresholds tau in [0, 1), e.g. np.arange(0, 1, 0.01)
@@ -187,10 +195,13 @@ def box_hits(u: np.ndarray,  # (H, W) uint8 score map, `quantize_scoremap(scorem
                                    x0[traced].tolist(), x1[traced].tolist(), euler):
         binary = greater(u[a:b, c:d], t).view(np.uint8)
         if multi_contour:
-            contours = link_runs(binary)[0] if e is not None and e > 0 else ()
-            if len(contours) != e or not contours:  # K != E: holes (or no link runs): trace with findContours
+            if e is None:  # no link runs: trace with findContours
                 contours = find(binary, mode, simple)[-2]
-            rects.extend(map(rect, contours)); counts.append(len(contours))
+                rects.extend(map(rect, contours))
+            else:
+                contours = link_runs(binary)[0]
+                rects.extend(map(rect, contours) if len(contours) == e else map(_link_runs_box, contours))  # K != E: holes
+            counts.append(len(contours))
         elif e is not None and e <= 1 and len(link_runs(binary)[0]) + e == 2:  # K + E == 2: one component
             rects.append((0, 0, d - c, b - a)); counts.append(1)
         else:
