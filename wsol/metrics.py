@@ -188,7 +188,7 @@ def box_hits(u: np.ndarray,  # (H, W) uint8 score map, `quantize_scoremap(scorem
     traced, direct = np.flatnonzero(need & ~single), np.flatnonzero(need & single)
 
     find, rect, area, greater, link_runs = cv2.findContours, cv2.boundingRect, cv2.contourArea, np.greater, _link_runs
-    mode, simple = (cv2.RETR_LIST if multi_contour else cv2.RETR_TREE), cv2.CHAIN_APPROX_SIMPLE
+    mode, simple = (cv2.RETR_LIST if multi_contour else cv2.RETR_EXTERNAL), cv2.CHAIN_APPROX_SIMPLE  # see 4.
     rects, counts, origins, owners = [], [], [], []  # boxes (x, y, w, h) in crop coordinates, per traced level
     euler = _euler_levels(u)[levels[traced]].tolist() if len(traced) and link_runs is not None else [None] * len(traced)
     for i, t, a, b, c, d, e in zip(traced.tolist(), levels[traced].tolist(), y0[traced].tolist(), y1[traced].tolist(),
