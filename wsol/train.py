@@ -369,7 +369,8 @@ def evaluate_model(model: nn.Module,  # a `WSOLModel` (unwrapped), evaluated in 
         for i, image_id in enumerate(image_ids):
             top1[image_id] = bool(pred[i, 0] == targets[i])
             top5[image_id] = bool((pred[i] == targets[i]).any())
-        scoremaps = to_scoremaps(class_activation_maps(features, fc_weight, targets), size=(cfg.crop_size, cfg.crop_size))
+        scoremaps = to_scoremaps(class_activation_maps(features, fc_weight, targets), size=(cfg.crop_size, cfg.crop_size),
+                                  dtype=np.float64)  # float64 like the official inference: identical score maps
         ids = list(image_ids)
         if box_eval is not None: box_eval.accumulate(scoremaps, ids)
         if mask_eval is not None: mask_eval.accumulate(scoremaps, ids)
