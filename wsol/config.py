@@ -17,7 +17,7 @@ import yaml
 # %% auto #0
 __all__ = ['BUILTIN_DATASETS', 'ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'PRESETS', 'DEFAULT_ARCHITECTURE',
            'OFFICIAL_RENAMES', 'OFFICIAL_IGNORED', 'check_choice', 'Config', 'preset_family', 'preset',
-           'load_config_file', 'validate_config', 'make_config', 'atomic_write_text', 'save_config']
+           'load_config_file', 'validate_config', 'make_config', 'atomic_write', 'atomic_write_text', 'save_config']
 
 # %% ../nbs/00_config.ipynb #5b0c2da7
 BUILTIN_DATASETS = ('SYNTH', 'CUB', 'ILSVRC', 'OpenImages')  # the registry in `wsol.data` adds custom datasets
@@ -245,17 +245,23 @@ def make_config(dataset: str | None = None,  # SYNTH | CUB | ILSVRC | OpenImages
     return validate_config(cfg)
 
 # %% ../nbs/00_config.ipynb #ed4fbc5a
-def atomic_write_text(path, text: str):
-    "Write `text` to `path` through a temporary file in the same folder and a rename (never a half-written file)."
+def atomic_write(path, write):
+    "Call `write(tmp_path)` on a temporary file in `path`'s folder, then rename it to `path` (never a half-written file)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'w') as f: f.write(text)
+        write(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name): os.unlink(tmp_name)
         raise
+
+
+def atomic_write_text(path, text: str):
+    "Write `text` to `path` atomically (see `atomic_write`)."
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_config(cfg: Config, path):

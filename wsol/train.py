@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from .cam import class_activation_maps, to_scoremaps
-from .config import DEVICES, Config, atomic_write_text, check_choice, make_config, save_config
+from .config import DEVICES, Config, atomic_write, atomic_write_text, check_choice, make_config, save_config
 from .data import WSOLDataset, build_transforms, check_images_present, dataset_info
 from .metadata import Metadata, load_metadata
 from .losses import LOSSES
@@ -247,26 +247,20 @@ class TrainingDiverged(RuntimeError):
 def save_checkpoint(state: dict,  # tensors and plain Python values only
                     path):
     "`torch.save` `state` to `path` atomically (temporary file in the same folder + `os.replace`)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(state, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name): os.unlink(tmp_name)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _torch_load(path):
+    "`torch.load` on the CPU with `weights_only=True`; an unreadable file raises an error naming it."
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise RuntimeError(f"cannot read checkpoint {path} (torch.load weights_only=True): {e}") from e
 
 
 def load_checkpoint(path) -> dict:
     "Read a checkpoint written by `train` (on the CPU, `weights_only=True`); errors name the file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {path} (torch.load weights_only=True): {e}") from e
+    ckpt = _torch_load(path)
     missing = [k for k in ('model', 'epoch', 'config') if not (isinstance(ckpt, dict) and k in ckpt)]
     if missing: raise ValueError(f"{path} is not a wsol training checkpoint: no {', '.join(missing)}")
     return ckpt
@@ -511,16 +505,7 @@ def plot_history(history: pd.DataFrame  # `train`'s history (one row per epoch)
 
 def save_figure(fig: Figure, path):
     "Save `fig` as PNG atomically."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        fig.savefig(tmp_name, format='png', dpi=90)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name): os.unlink(tmp_name)
-        raise
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
 
 # %% ../nbs/06_train.ipynb #ed250c21
 RUN_FIELDS = ('resume', 'device', 'workers', 'output_dir', 'data_root', 'metadata_root', 'mask_root', 'amp')
@@ -752,10 +737,7 @@ def checkpoint_config(checkpoint,  # a checkpoint file: ours (with its config) o
     "(the `Config` to evaluate `checkpoint` with, the loaded checkpoint): its own settings (ours), then `overrides`."
     path = Path(checkpoint)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file")
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {path} (torch.load weights_only=True): {e}") from e
+    obj = _torch_load(path)
     ours = isinstance(obj, dict) and isinstance(obj.get('config'), dict)
     given = {k: v for k, v in overrides.items() if v is not None}
     if not ours and 'dataset' not in given:
