@@ -169,6 +169,8 @@ def main():
         done = check_hard(args.check, thresholds, ious)
         print(f"hard random maps (rings, pitted blobs, speckle, plateaus, noise, constant): {done} map x contour-mode "
               f"comparisons, identical per image and per threshold ({time.perf_counter() - t:.0f} s)")
+    for multi in (True, False):  # compile (or load from numba's cache) before timing: once per process
+        box_hits((maps[0] * 255).astype(np.uint8), md.boxes[ids[0]], thresholds, ious, multi)
     for multi in (True, False):
         t_ref = float('inf')
         for _ in range(args.repeat):

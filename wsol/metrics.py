@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
+import numba
 import numpy as np
 import pandas as pd
 
@@ -109,51 +110,156 @@ def reference_boxes(scoremap: np.ndarray,  # (H, W) float64 in [0, 1]
     return boxes_at
 
 # %% ../nbs/05_metrics.ipynb #41df3d7f
-def _hist256(u: np.ndarray) -> np.ndarray:
-    "Histogram of a uint8 image over its 256 values, float32 (exact counts)."
-    return cv2.calcHist([np.ascontiguousarray(u)], [0], None, [256], [0, 256]).ravel()
+def _ring_groups_table() -> np.ndarray:
+    """(256, 5) int32: for each set of a pixel's 8 neighbours (bits N NE E SE S SW W NW), the number of groups they form
+    (8-connected among themselves) and one member of each group."""
+    touching = [[(i - 1) % 8, (i + 1) % 8] + ([(i - 2) % 8, (i + 2) % 8] if i % 2 == 0 else []) for i in range(8)]
+    table = np.zeros((256, 5), np.int32)
+    for mask in range(256):
+        seen = 0
+        for i in range(8):
+            if mask >> i & 1 and not seen >> i & 1:
+                table[mask, 1 + table[mask, 0]] = i
+                table[mask, 0] += 1
+                stack, seen = [i], seen | 1 << i
+                while stack:
+                    for k in touching[stack.pop()]:
+                        if mask >> k & 1 and not seen >> k & 1: seen |= 1 << k; stack.append(k)
+    return table
+
+_RING_GROUPS = _ring_groups_table()
 
 
-def _single_blob_levels(u: np.ndarray, hist_u: np.ndarray) -> np.ndarray:
-    "(256,) bool: for each T, `u > T` is one 8-connected component without holes, certified row by row."
+@numba.njit(cache=True)
+def _root(parent, p):
+    "Union-find root of p, compressing the path."
+    root = p
+    while parent[root] != root: root = parent[root]
+    while parent[p] != root: parent[p], p = root, parent[p]
+    return root
+
+
+@numba.njit(cache=True)
+def _union(parent, size, box, live, slot, n_live, a, b):
+    "Join the components with roots a and b (bounding boxes too); returns (new root, number of live roots)."
+    if size[a] < size[b]: a, b = b, a
+    parent[b] = a
+    size[a] += size[b]
+    box[a, 0] = min(box[a, 0], box[b, 0]); box[a, 1] = min(box[a, 1], box[b, 1])
+    box[a, 2] = max(box[a, 2], box[b, 2]); box[a, 3] = max(box[a, 3], box[b, 3])
+    n_live -= 1
+    live[slot[b]] = live[n_live]
+    slot[live[n_live]] = slot[b]
+    return a, n_live
+
+
+@numba.njit(cache=True)
+def _best_iou(live, n_live, box, grow, H, W, gt):
+    """Largest IoU between the live components' contour boxes and the GT boxes. A contour's box is its pixel range plus
+    one on the right and bottom (clipped); a hole's border runs on the foreground around it: `grow` = 1 more each side."""
+    best = 0.0
+    for k in range(n_live):
+        r = live[k]
+        x0, y0 = box[r, 0] - grow, box[r, 1] - grow
+        x1, y1 = min(box[r, 2] + 1 + grow, W - 1), min(box[r, 3] + 1 + grow, H - 1)
+        area = (x1 - x0 + 1) * (y1 - y0 + 1)
+        for g in range(gt.shape[0]):
+            iw = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
+            ih = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
+            if iw > 0 and ih > 0:
+                inter = iw * ih
+                best = max(best, inter / (area + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter))
+    return best
+
+
+@numba.njit(cache=True)
+def _contour_sweep(u, need, gt, decisive, holes, ring_groups):
+    """For every level T with need[T]: the largest IoU of the GT boxes with the boxes of `findContours(u > T, RETR_TREE)`
+    (holes too if `holes`, needed only where the components' best is below `decisive`), and the number of components.
+
+    One pass over the pixels from bright to dark grows the 8-connected foreground components (union-find with
+    bounding boxes) and counts holes as it goes; a second pass from dark to bright, only as far as needed, grows the
+    4-connected background regions, those not reaching the image border being the holes."""
     H, W = u.shape
-    starts = _hist256(np.minimum(u[:, :-1], u[:, 1:])) - hist_u  # runs start where u[j] > T >= u[j-1]
-    starts[0] += H  # column 0 (left neighbour counts as 0)
-    runs = np.cumsum(starts)  # number of foreground runs, all rows together, for each T
-    rows = H - np.cumsum(np.bincount(u.max(1), minlength=256))  # rows holding foreground
-    below = np.maximum(u[1:, :-1], u[1:, 1:])
-    near = u[1:].copy()
-    near[:, :-1] = below
-    np.maximum(near[:, 1:], below, out=near[:, 1:])  # near[r, j] = max(u[r+1, j-1:j+2])
-    links = (H - 1) - np.cumsum(np.bincount(np.minimum(u[:-1], near).max(1), minlength=256))  # rows r~r+1 touching
-    return (runs == rows) & (rows - links == 1)
-
-
-def _euler_levels(u: np.ndarray) -> np.ndarray:
-    "(256,) int64: Euler number (8-connected foreground, 4-connected holes) of `u > T` for every T, from 2x2 windows."
-    H, W = u.shape
-    p = np.zeros((H + 2, W + 2), np.uint8)
-    p[1:-1, 1:-1] = u
-    a, b, c, d = p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]
-    lo1, hi1, lo2, hi2 = np.minimum(a, b), np.maximum(a, b), np.minimum(c, d), np.maximum(c, d)
-    s1, t1, s4, t4 = np.minimum(lo1, lo2), np.maximum(lo1, lo2), np.maximum(hi1, hi2), np.minimum(hi1, hi2)
-    s2, s3 = np.minimum(t1, t4), np.maximum(t1, t4)  # window values sorted: s1 <= s2 <= s3 <= s4
-    diagonal = (np.minimum(a, d) > np.maximum(b, c)) | (np.minimum(b, c) > np.maximum(a, d))  # the two largest are diagonal
-    one = np.cumsum(_hist256(s3) - _hist256(s4))  # windows with one foreground pixel: s3 <= T < s4
-    three = np.cumsum(_hist256(s1) - _hist256(s2))  # three: s1 <= T < s2
-    diag = np.cumsum(_hist256(s2[diagonal]) - _hist256(s3[diagonal]))  # two, diagonal: s2 <= T < s3
-    return np.rint((one - three - 2 * diag) / 4).astype(np.int64)
-
-
-_link_runs = getattr(cv2, 'findContoursLinkRuns', None)  # OpenCV >= 4.9
-
-
-def _link_runs_box(contour: np.ndarray) -> tuple[int, int, int, int]:
-    "`findContours`' bounding rectangle `(x, y, w, h)` of the border traced by a `findContoursLinkRuns` contour."
-    x, y, w, h = cv2.boundingRect(contour)
-    a = cv2.contourArea(contour, True)  # outer borders > 0, hole borders < 0; flat ones: holes run right to left
-    if a < 0 or (a == 0 and len(contour) > 1 and contour[1, 0, 0] < contour[0, 0, 0]): return x, y - 1, w, h + 2
-    return x, y, w, h
+    Wp, n = W + 2, (H + 2) * (W + 2)  # a frame of background around the image
+    count = np.zeros(257, np.int64)
+    for y in range(H):
+        for x in range(W): count[u[y, x] + 1] += 1
+    start = np.cumsum(count)
+    order, fill = np.empty(H * W, np.int32), start[:256].copy()  # pixels sorted by value (counting sort)
+    for y in range(H):
+        for x in range(W):
+            order[fill[u[y, x]]] = (y + 1) * Wp + x + 1
+            fill[u[y, x]] += 1
+    best, components, n_holes = np.zeros(256), np.zeros(256, np.int64), np.zeros(256, np.int64)
+    parent, size = np.full(n, -1, np.int32), np.zeros(n, np.int32)
+    box, live, slot = np.empty((n, 4), np.int32), np.empty(H * W, np.int32), np.empty(n, np.int32)
+    ring = np.array([-Wp, -Wp + 1, 1, Wp + 1, Wp, Wp - 1, -1, -Wp - 1], np.int32)  # N NE E SE S SW W NW
+    n_live = hole_count = 0
+    for v in range(255, 0, -1):  # foreground of level v - 1: pixels > v - 1
+        for k in range(start[v], start[v + 1]):
+            p = order[k]
+            y, x = p // Wp - 1, p % Wp - 1
+            mask = 0
+            for d in range(8):
+                if parent[p + ring[d]] >= 0: mask |= 1 << d
+            groups = ring_groups[mask, 0]  # neighbours touching each other are already one component
+            if groups == 0:  # a new component
+                parent[p], size[p] = p, 1
+                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = x, y, x, y
+                live[n_live], slot[p] = p, n_live
+                n_live += 1
+                continue
+            a = _root(parent, p + ring[ring_groups[mask, 1]])
+            parent[p] = a
+            size[a] += 1
+            box[a, 0], box[a, 1] = min(box[a, 0], x), min(box[a, 1], y)
+            box[a, 2], box[a, 3] = max(box[a, 2], x), max(box[a, 3], y)
+            for g in range(1, groups):
+                b = _root(parent, p + ring[ring_groups[mask, 1 + g]])
+                if a == b: hole_count += 1  # a second way into the same component closes a loop around background
+                else: a, n_live = _union(parent, size, box, live, slot, n_live, a, b)
+            if mask & 0x55 == 0x55: hole_count -= 1  # p filled a one-pixel hole
+        components[v - 1], n_holes[v - 1] = n_live, hole_count
+        if need[v - 1]: best[v - 1] = _best_iou(live, n_live, box, 0, H, W, gt)
+    top = -1
+    if holes:
+        for t in range(255):
+            if need[t] and n_holes[t] > 0 and best[t] < decisive: top = t
+    if top < 0: return best, components
+    parent[:] = -1
+    for x in range(Wp): parent[x] = parent[n - Wp + x] = 0  # frame pixels: the outside, rooted at pixel 0
+    for y in range(H + 2): parent[y * Wp] = parent[y * Wp + Wp - 1] = 0
+    n_live = 0
+    for v in range(top + 1):  # background of level v: pixels <= v, 4-connected
+        for k in range(start[v], start[v + 1]):
+            p = order[k]
+            y, x = p // Wp - 1, p % Wp - 1
+            a = -1
+            for d in range(0, 8, 2):
+                if parent[p + ring[d]] < 0: continue
+                b = _root(parent, p + ring[d])
+                if a < 0:  # p joins its first neighbour's region
+                    a = parent[p] = b
+                    size[a] += 1
+                    box[a, 0], box[a, 1] = min(box[a, 0], x), min(box[a, 1], y)
+                    box[a, 2], box[a, 3] = max(box[a, 2], x), max(box[a, 3], y)
+                elif a == b: continue
+                elif a == 0 or b == 0:  # joins the outside: no longer a hole
+                    a, b = 0, a + b
+                    parent[b] = 0
+                    n_live -= 1
+                    live[slot[b]] = live[n_live]
+                    slot[live[n_live]] = slot[b]
+                else: a, n_live = _union(parent, size, box, live, slot, n_live, a, b)
+            if a < 0:  # a new region
+                parent[p], size[p] = p, 1
+                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = x, y, x, y
+                live[n_live], slot[p] = p, n_live
+                n_live += 1
+        if need[v] and n_holes[v] > 0 and best[v] < decisive:
+            best[v] = max(best[v], _best_iou(live, n_live, box, 1, H, W, gt))
+    return best, components
 
 
 def box_hits(u: np.ndarray,  # (H, W) uint8 score map, `quantize_scoremap(scoremap)`
@@ -165,60 +271,32 @@ def box_hits(u: np.ndarray,  # (H, W) uint8 score map, `quantize_scoremap(scorem
     "`(len(iou_thresholds), N)` bool: whether some predicted box reaches IoU >= delta/100 with some GT box, at each tau."
     if not (isinstance(u, np.ndarray) and u.dtype == np.uint8 and u.ndim == 2):
         raise ValueError("box_hits: u must be a 2-D uint8 array (quantize_scoremap(scoremap))")
-    H, W = u.shape
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    T = (thresholds * float(u.max())).astype(np.int64)  # = int(tau * max(u)), as the reference
-    hist = _hist256(u)
-    key = np.cumsum(hist > 0)  # same key <=> same binary image
-    _, first, inverse = np.unique(key[T], return_index=True, return_inverse=True)
-    levels = T[first]
-    in_rows = u.max(1)[None, :] > levels[:, None]
-    in_cols = u.max(0)[None, :] > levels[:, None]
-    nonempty = in_rows.any(1)
-    y0, y1 = in_rows.argmax(1), H - in_rows[:, ::-1].argmax(1)  # foreground bounding box, exclusive ends
-    x0, x1 = in_cols.argmax(1), W - in_cols[:, ::-1].argmax(1)
-    gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
-    gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
-    iw = np.maximum(0, np.minimum(np.minimum(x1, W - 1)[:, None], gt[:, 2]) - np.maximum(x0[:, None], gt[:, 0]) + 1)
-    ih = np.maximum(0, np.minimum(np.minimum(y1, H - 1)[:, None], gt[:, 3]) - np.maximum(y0[:, None], gt[:, 1]) + 1)
-    reachable = (iw * ih / gt_area).max(1) >= min(iou_thresholds) / 100
-    need = nonempty & reachable
-    single = np.zeros(len(levels), bool)
-    if H > 1 and W > 1: single = (_single_blob_levels(u, hist) | _single_blob_levels(np.ascontiguousarray(u.T), hist))[levels]
-    traced, direct = np.flatnonzero(need & ~single), np.flatnonzero(need & single)
+    top = int(u.max())
+    T = (np.asarray(thresholds, dtype=np.float64) * top).astype(np.int64)  # = int(tau * max(u)), as the reference
+    gt = np.ascontiguousarray(np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4))
+    need = np.zeros(256, bool)
+    need[T] = True
+    need[top:] = False  # u > max(u) is empty: no contour, the box (0, 0, 0, 0)
+    best, components = _contour_sweep(u, need, gt, max(iou_thresholds) / 100, multi_contour, _RING_GROUPS)
+    best[top:] = box_iou([[0, 0, 0, 0]], gt).max()
+    if not multi_contour:  # several components: the largest contour's box, unless no component's box can hit (see 4.)
+        traced = {}
+        present = np.maximum.accumulate(np.where(np.bincount(u.ravel(), minlength=256) > 0, np.arange(256), -1))
+        for t in np.flatnonzero(need & (components > 1) & (best >= min(iou_thresholds) / 100)).tolist():
+            same = int(present[t])  # u > t and u > (largest value <= t) are the same image
+            if same not in traced: traced[same] = _largest_contour_box(u, t)
+            best[t] = box_iou([traced[same]], gt).max()
+    return np.stack([best[T] >= delta / 100 for delta in iou_thresholds])
 
-    find, rect, area, greater, link_runs = cv2.findContours, cv2.boundingRect, cv2.contourArea, np.greater, _link_runs
-    mode, simple = (cv2.RETR_LIST if multi_contour else cv2.RETR_EXTERNAL), cv2.CHAIN_APPROX_SIMPLE  # see 4.
-    rects, counts, origins, owners = [], [], [], []  # boxes (x, y, w, h) in crop coordinates, per traced level
-    euler = _euler_levels(u)[levels[traced]].tolist() if len(traced) and link_runs is not None else [None] * len(traced)
-    for i, t, a, b, c, d, e in zip(traced.tolist(), levels[traced].tolist(), y0[traced].tolist(), y1[traced].tolist(),
-                                   x0[traced].tolist(), x1[traced].tolist(), euler):
-        binary = greater(u[a:b, c:d], t).view(np.uint8)
-        if multi_contour:
-            if e is None:  # no link runs: trace with findContours
-                contours = find(binary, mode, simple)[-2]
-                rects.extend(map(rect, contours))
-            else:
-                contours = link_runs(binary)[0]
-                rects.extend(map(rect, contours) if len(contours) == e else map(_link_runs_box, contours))  # K != E: holes
-            counts.append(len(contours))
-        elif e is not None and e <= 1 and len(link_runs(binary)[0]) + e == 2:  # K + E == 2: one component
-            rects.append((0, 0, d - c, b - a)); counts.append(1)
-        else:
-            rects.append(rect(max(find(binary, mode, simple)[-2], key=area))); counts.append(1)
-        origins.append((c, a)); owners.append(i)
-    xywh = np.asarray(rects, np.int64).reshape(-1, 4)
-    if len(xywh): xywh[:, :2] += np.repeat(np.asarray(origins, np.int64), counts, axis=0)
-    xywh = np.concatenate([xywh, np.stack([x0[direct], y0[direct], x1[direct] - x0[direct], y1[direct] - y0[direct]], 1)])
-    owner = np.concatenate([np.repeat(np.asarray(owners, np.intp), counts), direct])
-    best = np.zeros(len(levels))
-    best[~nonempty] = box_iou([[0, 0, 0, 0]], gt).max()
-    if len(xywh):
-        xywh[:, 2] = np.minimum(xywh[:, 0] + xywh[:, 2], W - 1)
-        xywh[:, 3] = np.minimum(xywh[:, 1] + xywh[:, 3], H - 1)
-        np.maximum.at(best, owner, box_iou(xywh, gt).max(1))
-    best = best[inverse]
-    return np.stack([best >= delta / 100 for delta in iou_thresholds])
+
+def _largest_contour_box(u: np.ndarray, t: int) -> list[int]:
+    "Box of the largest contour of `u > t` (traced on the foreground's bounding box, outer borders only)."
+    H, W = u.shape
+    rows, cols = np.flatnonzero(u.max(1) > t), np.flatnonzero(u.max(0) > t)
+    a, c = rows[0], cols[0]
+    binary = np.greater(u[a:rows[-1] + 1, c:cols[-1] + 1], t).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(max(cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[-2], key=cv2.contourArea))
+    return [x + c, y + a, min(x + c + w, W - 1), min(y + a + h, H - 1)]
 
 # %% ../nbs/05_metrics.ipynb #3a9dd944
 def _start_method() -> str:
