@@ -406,13 +406,15 @@ def load_pretrained(model: WSOLModel,  # model to load into (in place)
 
 # %% ../nbs/02_models.ipynb #54cd0813
 def synth_weights_path(model: WSOLModel,  # a tinyresnet model (its width / blocks / output_stride select the weights)
+                       data_root=None,  # cache in <data_root>/pretrained/; None: $WSOL_DATA_ROOT or `data`
                       ) -> Path:  # the weights file of `wsol.pretrain.synth_pretrained_weights`
     "The SYNTH-pretrained weights for a tinyresnet `model`: pretrained and cached on first use (`wsol.pretrain`)."
     if model.architecture != 'tinyresnet':
         raise ValueError(f"pretrained='synth' exists for tinyresnet only, not {model.architecture}; "
                          "use pretrained=True (ImageNet) or a path for it")
     from wsol.pretrain import synth_pretrained_weights  # imported here: wsol.pretrain builds its models with this module
-    return synth_pretrained_weights(os.environ.get('WSOL_DATA_ROOT', 'data'), width=model.width,
+    if data_root is None: data_root = os.environ.get('WSOL_DATA_ROOT', 'data')
+    return synth_pretrained_weights(data_root, width=model.width,
                                     blocks=tuple(model.blocks), output_stride=model.output_stride)
 
 # %% ../nbs/02_models.ipynb #c9c36910

@@ -137,8 +137,12 @@ def _build_backbone(p):
 def pretrain_tinyresnet(p: dict | None = None,  # parameters from `pretrain_params` (None: the defaults)
                         log=None,  # callable(str) for progress lines, or None
                        ) -> tuple:  # (backbone state dict without `fc`, list of per-epoch dicts)
-    "Pretrain tinyresnet on the multi-task pretext problem (CPU, deterministic given `p`)."
-    p = pretrain_params(**(p or {}))
+    """Pretrain tinyresnet on the multi-task pretext problem (CPU, deterministic given `p`). torch's global random state
+    is left as it was, so a run that pretrains on first use trains exactly like one that finds the weights cached."""
+    with torch.random.fork_rng(devices=[]): return _pretrain(pretrain_params(**(p or {})), log)
+
+
+def _pretrain(p, log):
     torch.manual_seed(p['seed']); gen = torch.Generator().manual_seed(p['seed'])
     images, parts = render_pretext_set(p)
     targets = pretext_targets(images, parts)

@@ -36,7 +36,7 @@ from .data import WSOLDataset, build_transforms, check_images_present, dataset_i
 from .metadata import Metadata, load_metadata
 from .losses import LOSSES
 from .metrics import BoxEvaluator, MaskEvaluator
-from .models import build_model, load_checkpoint_weights, num_classes_in_checkpoint
+from .models import build_model, load_checkpoint_weights, load_pretrained, num_classes_in_checkpoint, synth_weights_path
 
 # %% auto #0
 __all__ = ['RUN_FIELDS', 'resolve_device', 'autocast_dtype', 'seed_everything', 'seed_worker', 'get_rng_state', 'set_rng_state',
@@ -197,11 +197,14 @@ def prepare_data(cfg: Config, splits=('train', 'val', 'test')):
 
 
 def build_for(cfg: Config, num_classes: int, pretrained=None) -> nn.Module:
-    "The `WSOLModel` that `cfg` describes (`pretrained` None: `cfg.pretrained`)."
-    return build_model(cfg.architecture, cfg.method, num_classes, large_feature_map=cfg.large_feature_map,
-                       pretrained=cfg.pretrained if pretrained is None else pretrained,
-                       drop_threshold=cfg.drop_threshold, drop_prob=cfg.drop_prob,
-                       keep_fc=cfg.dataset == 'ILSVRC' and cfg.pretrained is True, **cfg.arch_kwargs)
+    "The `WSOLModel` that `cfg` describes (`pretrained` None: `cfg.pretrained`; 'synth' weights cached under `cfg.data_root`)."
+    pretrained = cfg.pretrained if pretrained is None else pretrained
+    model = build_model(cfg.architecture, cfg.method, num_classes, large_feature_map=cfg.large_feature_map,
+                        pretrained=False, drop_threshold=cfg.drop_threshold, drop_prob=cfg.drop_prob, **cfg.arch_kwargs)
+    if isinstance(pretrained, str) and pretrained == 'synth': pretrained = synth_weights_path(model, cfg.data_root)
+    if pretrained is not False and pretrained is not None:
+        load_pretrained(model, pretrained, keep_fc=cfg.dataset == 'ILSVRC' and cfg.pretrained is True)
+    return model
 
 # %% ../nbs/06_train.ipynb #bbab6a36
 def is_warm_epoch(epoch: int,  # 1-based epoch number
