@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from .config import atomic_write
+
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DECOMPOSITION_KEYS', 'MAP_LABELS', 'LOCALIZATION_COLUMNS', 'to_numpy', 'denormalize',
            'resize_map', 'normalize_map', 'colorize', 'overlay_scoremap', 'draw_boxes', 'unbatch',
            'cam_decomposition_figure', 'training_progress_figure', 'split_inside_outside', 'cosine_histogram_figure',
-           'history_figure', 'threshold_curve_figure', 'sample_grid']
+           'history_figure', 'threshold_curve_figure', 'sample_grid', 'save_figure']
 
 # %% ../nbs/07_plots.ipynb #ee821268
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB mean of `torchvision.transforms.Normalize` in `wsol.data`
@@ -314,15 +316,17 @@ def cosine_histogram_figure(cos_inside: Mapping[str, np.ndarray] | np.ndarray,  
 # %% ../nbs/07_plots.ipynb #dc363f15
 LOCALIZATION_COLUMNS = ('val_maxboxacc_v2', 'val_maxboxacc_30', 'val_maxboxacc_50', 'val_maxboxacc_70',
                         'val_gt_known_loc', 'val_top1_loc', 'val_pxap', 'val_piou')  # drawn by `history_figure` when present
+_HISTORY_LABELS = {'train_top1': 'train top-1', 'val_top1_cls': 'val top-1', 'lr': 'backbone', 'lr_classifier': 'classifier'}
 _NOT_LOCALIZATION = ('val_top1_cls', 'val_top5_cls', 'val_top5_loc', 'val_time', 'val_cam_threshold', 'val_num_images')
 
 
 def history_figure(history: pd.DataFrame,  # one row per epoch with 'epoch'; 'loss_*' columns, 'train_top1'/'val_top1_cls', 'val_*' metrics (%)
                    panel_size: tuple = (3.6, 2.6),  # inches per panel
                   ) -> Figure:
-    """Loss terms, classification accuracy and val localization over epochs -> Figure with one axis per non-empty group.
+    """Loss terms, learning rates, classification accuracy and val localization over epochs -> Figure with one axis per
+    non-empty group.
 
-    Groups: every `loss_*` column; `train_top1` / `val_top1_cls`; the `LOCALIZATION_COLUMNS` present (MaxBoxAccV2,
+    Groups: every `loss_*` column; `lr` / `lr_classifier` (log scale); `train_top1` / `val_top1_cls`; the `LOCALIZATION_COLUMNS` present (MaxBoxAccV2,
     MaxBoxAcc per IoU, GT-known / top-1 Loc, PxAP, PIoU). NaN entries (epochs without evaluation) are skipped."""
     if 'epoch' not in history: raise ValueError(f"history needs an 'epoch' column, has: {', '.join(map(str, history.columns))}")
     numeric = [c for c in history.columns if pd.api.types.is_numeric_dtype(history[c]) and not pd.api.types.is_bool_dtype(history[c])]
@@ -331,6 +335,7 @@ def history_figure(history: pd.DataFrame,  # one row per epoch with 'epoch'; 'lo
     if not loc:  # another naming: every other numeric val_* column that holds a percentage
         loc = [c for c in numeric if c.startswith('val_') and c not in _NOT_LOCALIZATION and has(c)]
     groups = [('losses', [c for c in numeric if c.startswith('loss_') and has(c)]),
+              ('learning rate', [c for c in ('lr', 'lr_classifier') if has(c)]),
               ('classification (%)', [c for c in ('train_top1', 'val_top1_cls') if has(c)]),
               ('val localization (%)', loc)]
     groups = [(t, cs) for t, cs in groups if cs]
@@ -341,8 +346,9 @@ def history_figure(history: pd.DataFrame,  # one row per epoch with 'epoch'; 'lo
     for ax, (title, cols) in zip(axes, groups):
         for c in cols:
             ok = history[c].notna().to_numpy()
-            label = {'train_top1': 'train top-1', 'val_top1_cls': 'val top-1'}.get(c, c.removeprefix('loss_').removeprefix('val_'))
+            label = _HISTORY_LABELS.get(c, c.removeprefix('loss_').removeprefix('val_'))
             ax.plot(e[ok], history[c].to_numpy()[ok], marker='.', label=label)
+        if title == 'learning rate': ax.set_yscale('log')
         ax.set_title(title, fontsize=9); ax.set_xlabel('epoch', fontsize=8); ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7); ax.tick_params(labelsize=7)
@@ -354,6 +360,7 @@ def threshold_curve_figure(curves: Mapping,  # {IoU threshold (int, %) or label:
                            thresholds,  # (T,) CAM thresholds in [0, 1] the curves were computed at
                            title: str = 'BoxAcc vs CAM threshold',  # axis title
                            figsize: tuple = (4.2, 3.0),  # inches
+                           mark: float | None = None,  # a CAM threshold to mark with a dashed line (e.g. the one chosen on val)
                           ) -> Figure:
     "BoxAcc against the CAM threshold, one line per IoU threshold, each maximum marked and labelled -> Figure with one axis."
     t = to_numpy(thresholds).astype(np.float64).reshape(-1)
@@ -367,6 +374,7 @@ def threshold_curve_figure(curves: Mapping,  # {IoU threshold (int, %) or label:
         label = f"IoU ≥ {key}%" if isinstance(key, (int, np.integer)) else str(key)
         line, = ax.plot(t, y, label=f"{label}: max {y[k]:.1f} at {t[k]:.2f}")
         ax.plot([t[k]], [y[k]], 'o', color=line.get_color())
+    if mark is not None: ax.axvline(mark, color='k', ls='--', lw=1, label=f'threshold {mark:.3f}')
     ax.set_xlabel('CAM threshold', fontsize=8); ax.set_ylabel('BoxAcc (%)', fontsize=8)
     ax.set_title(title, fontsize=9); ax.grid(alpha=0.3); ax.legend(fontsize=7); ax.tick_params(labelsize=7)
     fig.tight_layout(pad=0.4)
@@ -396,3 +404,8 @@ def sample_grid(images: Sequence,  # uint8 RGB (H, W, 3) each (`denormalize` ten
         if titles is not None: ax.set_title(titles[i], fontsize=8)
     fig.tight_layout(pad=0.3)
     return fig
+
+
+def save_figure(fig: Figure, path, dpi: int = 90):
+    "Save `fig` as PNG atomically (a temporary file renamed into place)."
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi))

@@ -23,9 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import yaml
-from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
@@ -37,15 +35,15 @@ from .metadata import Metadata, load_metadata
 from .losses import LOSSES
 from .metrics import BoxEvaluator, MaskEvaluator
 from .models import build_model, load_checkpoint_weights, load_pretrained, num_classes_in_checkpoint, synth_weights_path
+from .plots import denormalize, history_figure, sample_grid, save_figure, threshold_curve_figure
 
 # %% auto #0
 __all__ = ['RUN_FIELDS', 'resolve_device', 'autocast_dtype', 'seed_everything', 'seed_worker', 'get_rng_state', 'set_rng_state',
            'DistInfo', 'dist_info_from_env', 'init_distributed', 'main_process_first', 'prepare_data', 'build_for',
            'is_warm_epoch', 'lr_scale', 'is_eval_epoch', 'build_optimizer', 'set_learning_rate', 'TrainingDiverged',
            'save_checkpoint', 'load_checkpoint', 'eval_annotations', 'evaluate_model', 'train_one_epoch',
-           'plot_history', 'save_figure', 'selection_score', 'train', 'plot_threshold_curves', 'checkpoint_config',
-           'evaluate_checkpoint', 'denormalize', 'overlay_cam', 'plot_cam_overlays', 'parse_bool', 'build_parser',
-           'main']
+           'selection_score', 'train', 'threshold_figure', 'checkpoint_config', 'evaluate_checkpoint',
+           'plot_cam_overlays', 'parse_bool', 'build_parser', 'main']
 
 # %% ../nbs/06_train.ipynb #02fdfe24
 def resolve_device(name: str = 'auto',  # auto | cpu | cuda
@@ -477,39 +475,6 @@ def _flat_metrics(m: dict, prefix: str) -> dict:
         else: out[f'{prefix}{k}'] = v
     return out
 
-
-def plot_history(history: pd.DataFrame  # `train`'s history (one row per epoch)
-                ) -> Figure:
-    "Loss terms, learning rates, accuracies and val localization per epoch, as a matplotlib Figure."
-    fig = Figure(figsize=(15, 3.4))
-    ax_loss, ax_lr, ax_acc, ax_loc = fig.subplots(1, 4)
-    e = history['epoch']
-    for c in [c for c in history if c.startswith('loss_')]: ax_loss.plot(e, history[c], marker='.', label=c[5:])
-    ax_loss.set_title('training losses (per image)')
-    for c, label in (('lr', 'backbone'), ('lr_classifier', 'classifier')):
-        if c in history: ax_lr.plot(e, history[c], marker='.', label=label)
-    ax_lr.set_yscale('log'); ax_lr.set_title('learning rate')
-    for c, label in (('train_top1', 'train top-1'), ('val_top1_cls', 'val top-1')):
-        if c in history and history[c].notna().any(): ax_acc.plot(e, history[c], marker='.', label=label)
-    ax_acc.set_title('classification (%)')
-    for c, label in (('val_maxboxacc_v2', 'MaxBoxAccV2'), ('val_gt_known_loc', 'GT-known Loc'),
-                     ('val_top1_loc', 'top-1 Loc'), ('val_pxap', 'PxAP')):
-        if c in history and history[c].notna().any():
-            ok = history[c].notna()
-            ax_loc.plot(e[ok], history[c][ok], marker='o', label=label)
-    ax_loc.set_title('val localization (%)')
-    for ax in (ax_loss, ax_lr, ax_acc, ax_loc):
-        ax.set_xlabel('epoch')
-        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.15, top=0.9, wspace=0.25)  # (tight_layout costs ~0.5 s a call)
-    return fig
-
-
-def save_figure(fig: Figure, path):
-    "Save `fig` as PNG atomically."
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=90))
-
 # %% ../nbs/06_train.ipynb #ed250c21
 RUN_FIELDS = ('resume', 'device', 'workers', 'output_dir', 'data_root', 'metadata_root', 'mask_root', 'amp')
 
@@ -677,7 +642,7 @@ def _train(cfg, info, device, on_epoch_end, progress):
             save_checkpoint(state, ckpt_dir/'last.pt')
             frame = pd.DataFrame(history)
             atomic_write_text(out_dir/'history.csv', frame.to_csv(index=False))
-            save_figure(plot_history(frame), out_dir/'curves.png')
+            save_figure(history_figure(frame), out_dir/'curves.png')
         if info.enabled: dist.barrier()
         log(_summary(epoch, cfg, row))
         if on_epoch_end is not None: on_epoch_end(epoch, row)
@@ -716,17 +681,13 @@ def _curves_frame(details: dict) -> pd.DataFrame | None:
     return df
 
 
-def plot_threshold_curves(curves: pd.DataFrame,  # from `evaluate_checkpoint` (threshold_curves.csv)
-                          cam_threshold: float | None = None,  # marked with a vertical line
-                         ) -> Figure:
-    "Box accuracy per IoU threshold (and pixel IoU) against the CAM threshold."
-    fig = Figure(figsize=(5.5, 3.6))
-    ax = fig.subplots()
-    for c in curves: ax.plot(curves.index, curves[c], label=c.replace('boxacc_', 'BoxAcc IoU>=').replace('piou', 'pIoU'))
-    if cam_threshold is not None: ax.axvline(cam_threshold, color='k', ls='--', lw=1, label=f'threshold {cam_threshold:.3f}')
-    ax.set_xlabel('CAM threshold'); ax.set_ylabel('%'); ax.legend(fontsize=8); ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+def threshold_figure(curves: pd.DataFrame,  # from `evaluate_checkpoint` (threshold_curves.csv)
+                     cam_threshold: float | None = None,  # marked with a dashed line
+                    ) -> Figure:
+    "Box accuracy per IoU threshold (and pixel IoU) against the CAM threshold (`wsol.plots.threshold_curve_figure`)."
+    named = {int(c.removeprefix('boxacc_')) if c.startswith('boxacc_') else c.replace('piou', 'pIoU'): curves[c].to_numpy()
+             for c in curves}
+    return threshold_curve_figure(named, curves.index.to_numpy(), title='accuracy vs CAM threshold', mark=cam_threshold)
 
 
 _CHECKPOINT_KEEP = ('dataset', 'architecture', 'method', 'large_feature_map', 'arch_kwargs', 'resize_size', 'crop_size',
@@ -801,32 +762,10 @@ def evaluate_checkpoint(checkpoint,  # a checkpoint: ours (`train`'s best.pt / l
         curves = _curves_frame(details)
         if curves is not None:
             atomic_write_text(out_dir/'threshold_curves.csv', curves.to_csv())
-            save_figure(plot_threshold_curves(curves, m.get('cam_threshold')), out_dir/'threshold_curves.png')
+            save_figure(threshold_figure(curves, m.get('cam_threshold')), out_dir/'threshold_curves.png')
     return m
 
 # %% ../nbs/06_train.ipynb #79dd961c
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet normalisation of `wsol.data`
-
-
-def denormalize(images: torch.Tensor  # (B, 3, H, W) float32, ImageNet-normalised
-               ) -> np.ndarray:  # (B, H, W, 3) float32 RGB in [0, 1]
-    "Undo the ImageNet normalisation of a batch of images."
-    mean, std = torch.tensor(_MEAN).view(1, 3, 1, 1), torch.tensor(_STD).view(1, 3, 1, 1)
-    return (images.detach().cpu().float() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-
-
-def overlay_cam(image_rgb: np.ndarray,  # (H, W, 3) float RGB in [0, 1]
-                scoremap: np.ndarray,  # (H, W) float in [0, 1]
-                alpha: float = 0.5,  # weight of the heat map
-                cmap: str = 'jet',  # matplotlib colormap
-               ) -> np.ndarray:  # (H, W, 3) float32 RGB in [0, 1]
-    "Blend a score map, coloured with `cmap`, over an image."
-    if image_rgb.shape[:2] != scoremap.shape:
-        raise ValueError(f"image {image_rgb.shape[:2]} and score map {scoremap.shape} differ in size")
-    heat = colormaps[cmap](np.clip(scoremap, 0, 1))[..., :3]
-    return ((1 - alpha) * image_rgb + alpha * heat).astype(np.float32)
-
-
 @torch.no_grad()
 def plot_cam_overlays(model: nn.Module,  # a `WSOLModel`
                       cfg: Config,  # dataset, roots, crop_size
@@ -845,22 +784,16 @@ def plot_cam_overlays(model: nn.Module,  # a `WSOLModel`
     pred = out['logits'].argmax(1).cpu()
     maps = to_scoremaps(class_activation_maps(out['features'].float(), model.fc.weight.float(), labels.to(device)),
                         size=(cfg.crop_size, cfg.crop_size))
-    rgb = denormalize(images)
+    rgb = list(denormalize(images))
     meta = dataset.metadata
-    fig = Figure(figsize=(2.2 * len(items), 4.6))
-    axes = fig.subplots(2, len(items), squeeze=False)
-    for j, (_, y, image_id) in enumerate(items):
-        axes[0, j].imshow(rgb[j])
-        if meta.boxes is not None:
-            w, h = meta.sizes[image_id]
-            for x0, y0, x1, y1 in meta.boxes[image_id]:
-                sx, sy = cfg.crop_size / w, cfg.crop_size / h
-                axes[0, j].add_patch(Rectangle((x0 * sx, y0 * sy), (x1 - x0) * sx, (y1 - y0) * sy, fill=False, color='lime', lw=1.5))
-        axes[0, j].set_title(f"label {y}, pred {pred[j].item()}", fontsize=8)
-        axes[1, j].imshow(overlay_cam(rgb[j], maps[j]))
-        for ax in axes[:, j]: ax.axis('off')
-    fig.tight_layout()
-    return fig
+    boxes = []
+    for _, _, image_id in items:
+        if meta.boxes is None: boxes.append(None); continue
+        w, h = meta.sizes[image_id]
+        boxes.append(np.asarray(meta.boxes[image_id], float) * ([cfg.crop_size / w, cfg.crop_size / h] * 2))
+    titles = [f"label {y}, pred {p}" for (_, y, _), p in zip(items, pred.tolist())]
+    return sample_grid(rgb + rgb, titles=titles + [''] * len(items), boxes=boxes + [None] * len(items),
+                       scoremaps=[None] * len(items) + list(maps), ncols=len(items), panel_size=2.2)
 
 # %% ../nbs/06_train.ipynb #2690d27d
 def parse_bool(value: str) -> bool:
