@@ -132,6 +132,7 @@ def test_train_notebook_shows_figures(notebook_runs):
 
 def test_evaluate_notebook_saves_scoremaps(notebook_runs, roots, tmp_path):
     from wsol.metadata import load_metadata
+    from wsol.train import eval_indices
     run = notebook_runs['bridging-gap']
     out = tmp_path/'eval'
     run_notebook('evaluate.ipynb', tmp_path, checkpoint=str(run/'checkpoints'/'best.pt'), split='test',
@@ -141,7 +142,8 @@ def test_evaluate_notebook_saves_scoremaps(notebook_runs, roots, tmp_path):
     # the same model, images and (val) threshold as the training run's final test evaluation
     assert m == json.loads((run/'results.json').read_text())['test']['best']
     maps = sorted((out/'scoremaps'/'test').rglob('*.npy'))
-    ids = load_metadata(roots['metadata_root'], 'SYNTH', 'test').image_ids[:16]
+    all_ids = load_metadata(roots['metadata_root'], 'SYNTH', 'test').image_ids
+    ids = [all_ids[i] for i in eval_indices(len(all_ids), 16)]  # 16 images spread over the split
     assert sorted(p.relative_to(out/'scoremaps'/'test').as_posix() for p in maps) == sorted(f'{i}.npy' for i in ids)
     for p in maps:
         s = np.load(p)

@@ -87,7 +87,7 @@ class Config:
     amp: bool | None = None  # mixed precision; None: on for CUDA, off on CPU
     workers: int = 4
     max_steps_per_epoch: int = 0  # smoke knob: stop each epoch after this many steps (0: full epochs)
-    max_eval_images: int = 0  # smoke knob: evaluate on the first n images of val/test (0: all)
+    max_eval_images: int = 0  # smoke knob: evaluate on n images of val/test spread over the split (0: all)
     resume: bool = False
     # distributed (torchrun)
     sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm (CUDA only)

@@ -41,9 +41,9 @@ from .plots import denormalize, history_figure, sample_grid, save_figure, thresh
 __all__ = ['RUN_FIELDS', 'resolve_device', 'autocast_dtype', 'seed_everything', 'seed_worker', 'get_rng_state', 'set_rng_state',
            'DistInfo', 'dist_info_from_env', 'init_distributed', 'main_process_first', 'prepare_data', 'build_for',
            'is_warm_epoch', 'lr_scale', 'is_eval_epoch', 'build_optimizer', 'set_learning_rate', 'TrainingDiverged',
-           'save_checkpoint', 'load_checkpoint', 'eval_annotations', 'evaluate_model', 'train_one_epoch',
-           'selection_score', 'train', 'threshold_figure', 'checkpoint_config', 'evaluate_checkpoint',
-           'plot_cam_overlays', 'parse_bool', 'build_parser', 'main']
+           'save_checkpoint', 'load_checkpoint', 'eval_annotations', 'eval_indices', 'evaluate_model',
+           'train_one_epoch', 'selection_score', 'train', 'threshold_figure', 'checkpoint_config',
+           'evaluate_checkpoint', 'plot_cam_overlays', 'parse_bool', 'build_parser', 'main']
 
 # %% ../nbs/06_train.ipynb #02fdfe24
 def resolve_device(name: str = 'auto',  # auto | cpu | cuda
@@ -316,6 +316,14 @@ def eval_annotations(cfg: Config,  # data_root, metadata_root, mask_root, datase
     return boxes, masks, mask_root
 
 
+def eval_indices(n: int,  # images in the split
+                 limit: int = 0,  # `max_eval_images` (0: all)
+                ) -> list[int]:
+    "Which images an evaluation uses: all, or `limit` of them spread evenly over the split (every class when sorted by class)."
+    if not limit or limit >= n: return list(range(n))
+    return np.linspace(0, n - 1, limit).round().astype(int).tolist()
+
+
 @torch.no_grad()
 def evaluate_model(model: nn.Module,  # a `WSOLModel` (unwrapped), evaluated in eval mode
                    cfg: Config,  # dataset, roots, crop_size, cam_curve_interval, iou_threshold_list, multi_contour_eval, batch_size, workers, max_eval_images
@@ -334,8 +342,7 @@ def evaluate_model(model: nn.Module,  # a `WSOLModel` (unwrapped), evaluated in 
     dataset = WSOLDataset(cfg.data_root, cfg.metadata_root, cfg.dataset, split, synth_params=_synth_params(cfg),
                           transform=build_transforms(split, cfg.resize_size, cfg.crop_size))
     box_metadata, mask_metadata, mask_root = eval_annotations(cfg, dataset.metadata)
-    n = len(dataset) if not cfg.max_eval_images else min(cfg.max_eval_images, len(dataset))
-    shard = Subset(dataset, list(range(info.rank, n, info.world_size)))
+    shard = Subset(dataset, eval_indices(len(dataset), cfg.max_eval_images)[info.rank::info.world_size])
     loader = _loader(shard, cfg.batch_size, cfg.workers, device)
 
     def evaluators():
@@ -730,7 +737,7 @@ def evaluate_checkpoint(checkpoint,  # a checkpoint: ours (`train`'s best.pt / l
                         cam_threshold: float | None = None,  # None: the val threshold stored in our checkpoint, else the split's own best
                         save_cam: bool = False,  # save score maps as <output_dir>/scoremaps/<split>/<image_id>.npy
                         output_dir=None,  # where results.json, threshold_curves.csv/.png and score maps go (None: nowhere)
-                        max_eval_images: int = 0,  # evaluate the first n images only (0: all)
+                        max_eval_images: int = 0,  # evaluate n images spread evenly over the split only (0: all)
                         batch_size: int | None = None,  # None: the checkpoint's / preset
                         workers: int = 0,  # data loader processes
                         device: str = 'auto',  # auto | cpu | cuda
@@ -770,13 +777,13 @@ def evaluate_checkpoint(checkpoint,  # a checkpoint: ours (`train`'s best.pt / l
 def plot_cam_overlays(model: nn.Module,  # a `WSOLModel`
                       cfg: Config,  # dataset, roots, crop_size
                       split: str = 'test',
-                      n: int = 6,  # the first n images of the split
+                      n: int = 6,  # images, spread evenly over the split (`eval_indices`)
                       device='cpu',
                      ) -> Figure:
-    "The first `n` images of `split` with their ground-truth boxes (green), above their GT-class score maps."
+    "`n` images of `split` with their ground-truth boxes (green), above their GT-class score maps."
     dataset = WSOLDataset(cfg.data_root, cfg.metadata_root, cfg.dataset, split, synth_params=_synth_params(cfg),
                           transform=build_transforms(split, cfg.resize_size, cfg.crop_size))
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    items = [dataset[i] for i in eval_indices(len(dataset), n)]
     images = torch.stack([x for x, _, _ in items])
     labels = torch.tensor([y for _, y, _ in items])
     model.eval().to(device)
