@@ -140,6 +140,33 @@ def _root(parent, p):
 
 
 @numba.njit(cache=True)
+def _new_root(parent, size, box, live, slot, n_live, p, x, y):
+    "Pixel p at (x, y) starts a component of its own; returns the number of live roots."
+    parent[p], size[p] = p, 1
+    box[p, 0], box[p, 1], box[p, 2], box[p, 3] = x, y, x, y
+    live[n_live], slot[p] = p, n_live
+    return n_live + 1
+
+
+@numba.njit(cache=True)
+def _join(parent, size, box, a, p, x, y):
+    "Pixel p at (x, y) joins the component with root a."
+    parent[p] = a
+    size[a] += 1
+    box[a, 0], box[a, 1] = min(box[a, 0], x), min(box[a, 1], y)
+    box[a, 2], box[a, 3] = max(box[a, 2], x), max(box[a, 3], y)
+
+
+@numba.njit(cache=True)
+def _retire(live, slot, n_live, b):
+    "Root b is a root no more: take it off the live list; returns the number of live roots."
+    n_live -= 1
+    live[slot[b]] = live[n_live]
+    slot[live[n_live]] = slot[b]
+    return n_live
+
+
+@numba.njit(cache=True)
 def _union(parent, size, box, live, slot, n_live, a, b):
     "Join the components with roots a and b (bounding boxes too); returns (new root, number of live roots)."
     if size[a] < size[b]: a, b = b, a
@@ -147,10 +174,7 @@ def _union(parent, size, box, live, slot, n_live, a, b):
     size[a] += size[b]
     box[a, 0] = min(box[a, 0], box[b, 0]); box[a, 1] = min(box[a, 1], box[b, 1])
     box[a, 2] = max(box[a, 2], box[b, 2]); box[a, 3] = max(box[a, 3], box[b, 3])
-    n_live -= 1
-    live[slot[b]] = live[n_live]
-    slot[live[n_live]] = slot[b]
-    return a, n_live
+    return a, _retire(live, slot, n_live, b)
 
 
 @numba.njit(cache=True)
@@ -205,16 +229,10 @@ def _contour_sweep(u, need, gt, decisive, holes, ring_groups):
                 if parent[p + ring[d]] >= 0: mask |= 1 << d
             groups = ring_groups[mask, 0]  # neighbours touching each other are already one component
             if groups == 0:  # a new component
-                parent[p], size[p] = p, 1
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = x, y, x, y
-                live[n_live], slot[p] = p, n_live
-                n_live += 1
+                n_live = _new_root(parent, size, box, live, slot, n_live, p, x, y)
                 continue
             a = _root(parent, p + ring[ring_groups[mask, 1]])
-            parent[p] = a
-            size[a] += 1
-            box[a, 0], box[a, 1] = min(box[a, 0], x), min(box[a, 1], y)
-            box[a, 2], box[a, 3] = max(box[a, 2], x), max(box[a, 3], y)
+            _join(parent, size, box, a, p, x, y)
             for g in range(1, groups):
                 b = _root(parent, p + ring[ring_groups[mask, 1 + g]])
                 if a == b: hole_count += 1  # a second way into the same component closes a loop around background
@@ -240,23 +258,16 @@ def _contour_sweep(u, need, gt, decisive, holes, ring_groups):
                 if parent[p + ring[d]] < 0: continue
                 b = _root(parent, p + ring[d])
                 if a < 0:  # p joins its first neighbour's region
-                    a = parent[p] = b
-                    size[a] += 1
-                    box[a, 0], box[a, 1] = min(box[a, 0], x), min(box[a, 1], y)
-                    box[a, 2], box[a, 3] = max(box[a, 2], x), max(box[a, 3], y)
+                    a = b
+                    _join(parent, size, box, a, p, x, y)
                 elif a == b: continue
                 elif a == 0 or b == 0:  # joins the outside: no longer a hole
                     a, b = 0, a + b
                     parent[b] = 0
-                    n_live -= 1
-                    live[slot[b]] = live[n_live]
-                    slot[live[n_live]] = slot[b]
+                    n_live = _retire(live, slot, n_live, b)
                 else: a, n_live = _union(parent, size, box, live, slot, n_live, a, b)
             if a < 0:  # a new region
-                parent[p], size[p] = p, 1
-                box[p, 0], box[p, 1], box[p, 2], box[p, 3] = x, y, x, y
-                live[n_live], slot[p] = p, n_live
-                n_live += 1
+                n_live = _new_root(parent, size, box, live, slot, n_live, p, x, y)
         if need[v] and n_holes[v] > 0 and best[v] < decisive:
             best[v] = max(best[v], _best_iou(live, n_live, box, 1, H, W, gt))
     return best, components
