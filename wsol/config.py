@@ -15,14 +15,14 @@ from typing import Any
 import yaml
 
 # %% auto #0
-__all__ = ['BUILTIN_DATASETS', 'ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'PRESETS', 'DEFAULT_ARCHITECTURE',
-           'OFFICIAL_RENAMES', 'OFFICIAL_IGNORED', 'check_choice', 'Config', 'preset_family', 'preset',
-           'load_config_file', 'validate_config', 'make_config', 'atomic_write', 'atomic_write_text', 'save_config']
+__all__ = ['ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS', 'OFFICIAL_RENAMES', 'OFFICIAL_LOGGING',
+           'OFFICIAL_MODES', 'POSITIVE_INTS', 'POSITIVE_FLOATS', 'check_choice', 'DatasetInfo', 'parse_bool', 'Config',
+           'preset', 'load_config_file', 'validate_config', 'make_config', 'overrides_from_params',
+           'config_from_params', 'atomic_write', 'atomic_write_text', 'save_config']
 
 # %% ../nbs/00_config.ipynb #5b0c2da7
-BUILTIN_DATASETS = ('SYNTH', 'CUB', 'ILSVRC', 'OpenImages')  # the registry in `wsol.data` adds custom datasets
-ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet')
-METHODS = ('cam', 'bridging-gap')
+ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet')  # `wsol.models.BACKBONES` builds them
+METHODS = ('cam', 'bridging-gap')  # `wsol.methods.METHODS` implements them
 DEVICES = ('auto', 'cpu', 'cuda')
 SPLITS = ('train', 'val', 'test')
 
@@ -35,6 +35,36 @@ def check_choice(param: str,  # name of the parameter, shown in the error
     if value not in choices:
         raise ValueError(f"{param}={value!r} is not one of: {', '.join(map(str, choices))}")
     return value
+
+# %% ../nbs/00_config.ipynb #d12d1d1c
+@dataclass(frozen=True)
+class DatasetInfo:
+    "What the rest of wsol needs to know about a dataset."
+    name: str  # folder name under data_root and metadata_root
+    num_classes: int  # number of classes K (labels are 0..K-1)
+    localization: str  # 'boxes' (MaxBoxAcc) | 'masks' (PxAP)
+    norm_variant: str = 'max'  # L_norm variant of the bridging-gap loss: 'max' (CUB-like) | 'target' (ILSVRC)
+    preset_family: str = 'CUB'  # whose hyperparameters it uses: CUB (every CUB-like dataset) | ILSVRC | SYNTH
+    default_architecture: str = 'resnet50'  # the architecture when none is given
+
+
+DATASETS = {
+    'CUB': DatasetInfo('CUB', 200, 'boxes'),
+    'ILSVRC': DatasetInfo('ILSVRC', 1000, 'boxes', 'target', 'ILSVRC'),
+    'OpenImages': DatasetInfo('OpenImages', 100, 'masks'),
+    'SYNTH': DatasetInfo('SYNTH', 12, 'boxes', preset_family='SYNTH', default_architecture='tinyresnet'),  # masks too
+}
+
+# %% ../nbs/00_config.ipynb #bb159b44
+def parse_bool(value,  # a bool, or a string: true/false, yes/no, 1/0, on/off (any case)
+               name: str = 'value',  # the parameter's name, shown in the error
+              ) -> bool:
+    "`True`/`False` or their spellings as text -> bool; anything else raises a ValueError naming `name`."
+    if isinstance(value, bool): return value
+    v = str(value).strip().lower()
+    if v in ('true', 'yes', '1', 'on'): return True
+    if v in ('false', 'no', '0', 'off'): return False
+    raise ValueError(f"{name}={value!r}: expected true or false")
 
 # %% ../nbs/00_config.ipynb #421ca147
 @dataclass
@@ -50,8 +80,8 @@ class Config:
     crop_size: int = 224  # train crop = evaluation image size = score-map size
     synth: dict = field(default_factory=dict)  # SYNTH generation parameters (see wsol.synth)
     # model
-    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet
-    method: str = 'bridging-gap'  # cam | bridging-gap
+    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet (`ARCHITECTURES`)
+    method: str = 'bridging-gap'  # cam | bridging-gap (`METHODS`)
     pretrained: Any = True  # False | True (torchvision ImageNet weights) | path to a state dict | 'synth'
     large_feature_map: bool = True  # 28x28 instead of 14x14 features at 224
     arch_kwargs: dict = field(default_factory=dict)  # extra build_model arguments (tinyresnet width/depth)
@@ -59,7 +89,7 @@ class Config:
     epochs: int = 70
     warm_epochs: int = 20  # epochs with CE + drop loss only, before L_sim and L_norm join
     batch_size: int = 32
-    warm_batch_size: int = 32  # batch size during the warm-up epochs
+    warm_batch_size: int = 32  # batch size during the warm-up epochs (the whole run when warm_epochs is 0, as officially)
     lr: float = 0.002
     lr_classifier_ratio: float = 10.0  # lr multiplier of the classifier parameter group
     lr_decay_points: list = field(default_factory=lambda: [41, 61])  # 1-based epochs starting with a decay
@@ -80,11 +110,13 @@ class Config:
     eval_interval: int = 5  # validate every n epochs, and every epoch from the first decay point
     cam_curve_interval: float = 0.005
     iou_threshold_list: list = field(default_factory=lambda: [30, 50, 70])
-    multi_contour_eval: bool = True
+    multi_contour_eval: bool = True  # boxes around every contour (MaxBoxAccV2) or the largest one only
+    multi_iou_eval: bool = True  # select `best` by the mean over iou_threshold_list (True) or by IoU 50 alone
+    num_val_sample_per_class: int = 0  # val images per class (0: all), drawn once with `seed` as the official code does
     # run
     seed: int = 0
     device: str = 'auto'  # auto | cpu | cuda
-    amp: bool | None = None  # mixed precision; None: on for CUDA, off on CPU
+    amp: bool = False  # mixed precision (bfloat16/float16 autocast); off by default: the paper's numbers are fp32
     workers: int = 4
     max_steps_per_epoch: int = 0  # smoke knob: stop each epoch after this many steps (0: full epochs)
     max_eval_images: int = 0  # smoke knob: evaluate on n images of val/test spread over the split (0: all)
@@ -131,47 +163,55 @@ PRESETS = {
     ('ILSVRC', 'vgg16'): _ILSVRC_VGG16,
     ('SYNTH', 'tinyresnet'): _SYNTH_TINYRESNET,
 }
-DEFAULT_ARCHITECTURE = {'SYNTH': 'tinyresnet', 'CUB': 'resnet50', 'ILSVRC': 'resnet50', 'OpenImages': 'resnet50'}
 
 
-def preset_family(dataset: str) -> str:
-    "The preset family of a dataset: ILSVRC, SYNTH, or CUB for every other (CUB-like) dataset."
-    return dataset if dataset in ('ILSVRC', 'SYNTH') else 'CUB'
+def _dataset_facts(dataset: str) -> DatasetInfo:
+    "The registry entry of a built-in dataset; a custom dataset is CUB-like."
+    return DATASETS.get(dataset) or DatasetInfo(dataset, 0, 'boxes')
 
 
 def preset(dataset: str,  # dataset name
            architecture: str | None = None,  # None: the dataset's default architecture
           ) -> dict:
     "The preset settings for `dataset` x `architecture` (a copy)."
-    architecture = architecture or DEFAULT_ARCHITECTURE.get(dataset, 'resnet50')
+    facts = _dataset_facts(dataset)
+    architecture = architecture or facts.default_architecture
     check_choice('architecture', architecture, ARCHITECTURES)
-    family = preset_family(dataset)
+    family = facts.preset_family
     base = PRESETS.get((family, architecture))
     if base is None:  # e.g. tinyresnet on CUB, resnet50 on SYNTH: closest schedule, the requested network
-        base = dict(PRESETS[(family, DEFAULT_ARCHITECTURE.get(family, 'resnet50'))], architecture=architecture)
+        base = dict(PRESETS[(family, DATASETS[family].default_architecture)], architecture=architecture)
         if architecture == 'tinyresnet': base.update(pretrained=False, large_feature_map=False)
         if architecture in ('resnet50', 'vgg16'):
             base.update({k: v for k, v in PRESETS[('CUB', architecture)].items()
                          if k in ('pretrained', 'large_feature_map', 'weight_decay', 'lr_classifier_ratio')})
     settings = {k: (list(v) if isinstance(v, list) else v) for k, v in base.items()}
-    settings['norm_variant'] = 'target' if family == 'ILSVRC' else 'max'
+    settings['norm_variant'] = facts.norm_variant
     return settings
 
 # %% ../nbs/00_config.ipynb #2b875bfc
 OFFICIAL_RENAMES = {'dataset_name': 'dataset', 'wsol_method': 'method'}
-OFFICIAL_IGNORED = ('experiment_name', 'log_dir', 'override_cache', 'only_eval', 'save_cam', 'gpu',
-                    'num_val_sample_per_class', 'multi_iou_eval', 'config')
+OFFICIAL_LOGGING = ('experiment_name', 'log_dir', 'override_cache', 'gpu', 'config')  # no effect on results
+OFFICIAL_MODES = {'only_eval': "evaluate a checkpoint with nbs/evaluate.ipynb or `wsol.evaluation.evaluate_checkpoint`",
+                  'save_cam': "save score maps with nbs/evaluate.ipynb -p save_cam True"}  # run modes: refused when on
 
 
-def _translate_official(settings: dict) -> dict:
+def _translate_official(settings: dict, source) -> dict:
+    "Official bridging-gap-wsol names -> `Config` names, as its `config.py` reads them; `source` names the file in errors."
     settings = dict(settings)
     for old, new in OFFICIAL_RENAMES.items():
         if old in settings: settings[new] = settings.pop(old)
-    if 'box_v2_metric' in settings: settings['multi_contour_eval'] = bool(settings.pop('box_v2_metric'))
+    if 'box_v2_metric' in settings:  # the official config.py sets both from it, over any value in the file
+        v2 = bool(settings.pop('box_v2_metric'))
+        settings.update(multi_contour_eval=v2, multi_iou_eval=v2)
     frequency = settings.pop('lr_decay_frequency', None)
     if settings.get('lr_decay_points', []) is None and frequency:
         settings['lr_decay_points'] = [e for e in range(1, settings.get('epochs', 0) + 1) if e % frequency == 0]
-    for key in OFFICIAL_IGNORED: settings.pop(key, None)
+    for key in OFFICIAL_LOGGING: settings.pop(key, None)
+    for key, instead in OFFICIAL_MODES.items():
+        if settings.pop(key, False):
+            raise ValueError(f"{source}: {key}: True is a run mode of the official main.py that wsol does not take from a "
+                             f"config file; {instead}")
     return settings
 
 
@@ -183,13 +223,17 @@ def load_config_file(path,  # a YAML file: ours or an official bridging-gap-wsol
     try: settings = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(settings, dict): raise ValueError(f"{path}: expected a mapping of settings")
-    settings = _translate_official(settings)
+    settings = _translate_official(settings, path)
     known = {f.name for f in fields(Config)}
     unknown = sorted(set(settings) - known)
     if unknown: raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return settings
 
 # %% ../nbs/00_config.ipynb #5b69d26f
+POSITIVE_INTS = ('epochs', 'batch_size', 'warm_batch_size', 'crop_size', 'resize_size', 'eval_interval')
+POSITIVE_FLOATS = ('lr', 'lr_classifier_ratio', 'lr_decay_rate', 'cam_curve_interval')
+
+
 def _check_range(name, value, low=None, high=None, low_open=False):
     if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
         bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
@@ -198,22 +242,26 @@ def _check_range(name, value, low=None, high=None, low_open=False):
 
 def validate_config(cfg: Config, metadata_root_check: bool = True) -> Config:
     "Check names and ranges of `cfg`; raise a ValueError naming the parameter. Returns `cfg`."
-    if cfg.dataset not in BUILTIN_DATASETS and metadata_root_check:
+    if cfg.dataset not in DATASETS and metadata_root_check:
         if not (Path(cfg.metadata_root)/cfg.dataset).is_dir():
-            raise ValueError(f"dataset={cfg.dataset!r} is not one of: {', '.join(BUILTIN_DATASETS)} "
+            raise ValueError(f"dataset={cfg.dataset!r} is not one of: {', '.join(DATASETS)} "
                              f"(or a custom dataset with metadata in {Path(cfg.metadata_root)/cfg.dataset})")
     check_choice('architecture', cfg.architecture, ARCHITECTURES)
     check_choice('method', cfg.method, METHODS)
     check_choice('device', cfg.device, DEVICES)
     check_choice('norm_variant', cfg.norm_variant, ('max', 'target'))
-    for name in ('epochs', 'batch_size', 'warm_batch_size', 'crop_size', 'resize_size', 'eval_interval'):
-        _check_range(name, getattr(cfg, name), 1)
+    for name in POSITIVE_INTS: _check_range(name, getattr(cfg, name), 1)
     _check_range('warm_epochs', cfg.warm_epochs, 0, cfg.epochs)
-    for name in ('lr', 'lr_classifier_ratio', 'lr_decay_rate'): _check_range(name, getattr(cfg, name), 0, low_open=True)
+    for name in POSITIVE_FLOATS: _check_range(name, getattr(cfg, name), 0, low_open=True)
     for name in ('drop_prob', 'drop_threshold', 'sim_fg_thres', 'sim_bg_thres', 'momentum'):
         _check_range(name, getattr(cfg, name), 0, 1)
     _check_range('cam_curve_interval', cfg.cam_curve_interval, 0, 1, low_open=True)
-    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay'): _check_range(name, getattr(cfg, name), 0)
+    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay', 'num_val_sample_per_class'):
+        _check_range(name, getattr(cfg, name), 0)
+    if cfg.dataset == 'CUB' and cfg.num_val_sample_per_class > 5:  # CUB's val split has 5 images per class
+        raise ValueError(f"num_val_sample_per_class={cfg.num_val_sample_per_class} must be <= 5 for CUB")
+    if not cfg.multi_iou_eval and 50 not in cfg.iou_threshold_list:
+        raise ValueError(f"multi_iou_eval=False selects by IoU 50, which iou_threshold_list={cfg.iou_threshold_list} lacks")
     if cfg.resize_size < cfg.crop_size: raise ValueError(f"resize_size={cfg.resize_size} is smaller than crop_size={cfg.crop_size}")
     if not all(isinstance(t, int) and 0 < t <= 100 for t in cfg.iou_threshold_list):
         raise ValueError(f"iou_threshold_list={cfg.iou_threshold_list!r} must hold integers in (0, 100]")
@@ -243,6 +291,51 @@ def make_config(dataset: str | None = None,  # SYNTH | CUB | ILSVRC | OpenImages
     cfg = Config(**settings)
     if not cfg.output_dir: cfg.output_dir = str(Path('outputs')/f"{cfg.dataset}_{cfg.architecture}_{cfg.method}")
     return validate_config(cfg)
+
+# %% ../nbs/00_config.ipynb #dddf2406
+def _is_unset(name: str, value) -> bool:
+    "'' / None / [] / {}, a negative count, or 0 where the field must be positive."
+    if value is None or (isinstance(value, (str, list, tuple, dict)) and len(value) == 0): return True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value < 0 or (value == 0 and name in POSITIVE_INTS + POSITIVE_FLOATS)
+    return False
+
+
+def _to_field_type(name: str, kind: str, value):
+    "`value` converted to the type annotated on the `Config` field (`kind`, as text)."
+    text = isinstance(value, str)
+    if kind == 'bool': return parse_bool(value, name)
+    if kind in ('int', 'float'):
+        try: number = float(value) if text else value
+        except ValueError: raise ValueError(f"{name}={value!r}: expected a number") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)): raise ValueError(f"{name}={value!r}: expected a number")
+        if kind == 'int' and number != int(number): raise ValueError(f"{name}={value!r}: expected an integer")
+        return int(number) if kind == 'int' else float(number)
+    if kind in ('list', 'dict'):
+        if text:
+            try: value = yaml.safe_load(value)
+            except yaml.YAMLError: raise ValueError(f"{name}={value!r}: not a YAML {kind}") from None
+        want = (list, tuple) if kind == 'list' else dict
+        if not isinstance(value, want): raise ValueError(f"{name}={value!r}: expected a {kind}")
+        return list(value) if kind == 'list' else dict(value)
+    if name == 'pretrained':  # False | True | 'synth' | a path
+        return parse_bool(value, name) if isinstance(value, bool) or value.strip().lower() in ('true', 'false') else value
+    return str(value)
+
+
+def overrides_from_params(**params) -> dict:
+    "Notebook / command-line values -> `Config` overrides: unset spellings dropped, text converted to the field types."
+    kinds = {f.name: str(f.type) for f in fields(Config)}
+    unknown = sorted(set(params) - set(kinds))
+    if unknown: raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(kinds))}")
+    return {k: _to_field_type(k, kinds[k], v) for k, v in params.items() if not _is_unset(k, v)}
+
+
+def config_from_params(config: str = '',  # '' | a YAML file (ours or official) applied over the preset
+                       **params,  # any `Config` field, as a notebook or the command line hands it over
+                      ) -> Config:
+    "The checked `Config` of a run from notebook / command-line values (see `overrides_from_params`)."
+    return make_config(config=config or None, **overrides_from_params(**params))
 
 # %% ../nbs/00_config.ipynb #ed4fbc5a
 def atomic_write(path, write):
