@@ -136,3 +136,31 @@ def test_missing_metadata_and_masks(maps, tmp_path):
     p = run('--scoremap_root', root / 'oi', '--metadata_root', GOLDEN / 'metadata', '--mask_root', tmp_path,
             '--dataset_name', 'OpenImages')
     assert_one_line_error(p, f"{tmp_path / 'OpenImages' / 'test'}", 'mask file missing or unreadable')
+
+
+def test_bad_boolean_flag_is_an_argparse_error(maps):
+    root, _, _ = maps
+    p = run('--scoremap_root', root / 'cub', '--metadata_root', GOLDEN / 'metadata', '--dataset_name', 'CUB',
+            '--multi_contour_eval', 'maybe')
+    assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr  # argparse's usage error, not a crash
+    assert "argument --multi_contour_eval:" in p.stderr and 'maybe' in p.stderr, p.stderr
+    for value in ('yes', 'off', '1'):
+        p = run('--scoremap_root', root / 'cub', '--metadata_root', GOLDEN / 'metadata', '--dataset_name', 'CUB',
+                '--multi_iou_eval', value, '--workers', 0)
+        assert p.returncode == 0, (value, p.stderr)
+
+
+def test_mask_without_foreground(tmp_path):
+    "An all-zero GT mask leaves nothing to evaluate: the reference raises RuntimeError; here one line on stderr."
+    image_id = 'val/0by6g/490365f63135f3e0.jpg'  # wsolevaluation's all-zero test mask (tests/wsolevaluation_data)
+    meta = tmp_path / 'metadata' / 'OpenImages' / 'test'
+    meta.mkdir(parents=True)
+    (meta / 'image_ids.txt').write_text(image_id + '\n')
+    (meta / 'class_labels.txt').write_text(image_id + ',0\n')
+    (meta / 'localization.txt').write_text(f"{image_id},val/0by6g/490365f63135f3e0_m0by6g_4f9ded4f.png,"
+                                           f"val/0by6g/490365f63135f3e0_ignore.png\n")
+    (tmp_path / 'maps' / 'val' / '0by6g').mkdir(parents=True)
+    np.save(tmp_path / 'maps' / (image_id + '.npy'), np.full((224, 224), 0.5))
+    p = run('--scoremap_root', tmp_path / 'maps', '--metadata_root', tmp_path / 'metadata', '--dataset_name', 'OpenImages',
+            '--mask_root', HERE / 'wsolevaluation_data')
+    assert_one_line_error(p, 'no foreground pixel')
