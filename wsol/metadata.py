@@ -5,12 +5,12 @@
 # %% ../nbs/01_metadata.ipynb #898285a9
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from .config import atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MetadataError', 'read_image_ids', 'read_class_labels', 'read_image_sizes', 'read_localization',
@@ -158,7 +158,7 @@ class Metadata:
         return (f"Metadata({self.dataset}/{self.split}: {len(self.image_ids)} images, {self.num_classes} classes, {loc}"
                 f"{', proxy ' + str(len(self.proxy_ids)) if self.proxy_ids is not None else ''}; {self.folder})")
 
-# %% ../nbs/01_metadata.ipynb #b0f1a54b
+# %% ../nbs/01_metadata.ipynb #f0476078
 def _check_known(path, records: dict, known: dict):
     "Every image id of `records` (read from `path`) must be one of `known` (the image ids)."
     for image_id in records:
@@ -173,7 +173,7 @@ def _first_lines(path) -> dict[str, int]:
         first.setdefault(line.split(',', 1)[0], n)
     return first
 
-
+# %% ../nbs/01_metadata.ipynb #4d0e31d5
 def load_metadata(metadata_root,  # folder holding one folder per dataset
                   dataset: str,  # dataset folder name, e.g. 'CUB', 'ILSVRC', 'OpenImages', 'SYNTH'
                   split: str,  # 'train', 'val' or 'test'
@@ -225,18 +225,6 @@ def load_metadata(metadata_root,  # folder holding one folder per dataset
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
 
-def _write_lines_atomic(path: Path, lines):
-    "Write `lines` (one per line) to `path` through a temporary file in the same folder and `os.replace`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(''.join(line + '\n' for line in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-
-
 def build_ilsvrc_train_metadata(imagenet_train_dir,  # ImageNet train folder: <wnid>/<file> for each class
                                 out_dir,  # where to write, e.g. metadata/ILSVRC/train
                                 prefix: str | None = None,  # image-id prefix; default: the folder's name ('train')
@@ -260,7 +248,7 @@ def build_ilsvrc_train_metadata(imagenet_train_dir,  # ImageNet train folder: <w
             ids.append(image_id); labels.append(f'{image_id},{label}'); sizes.append(f'{image_id},{w},{h}')
     if not ids: raise _err(src, None, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
     out = Path(out_dir)
-    _write_lines_atomic(out / 'image_ids.txt', ids)
-    _write_lines_atomic(out / 'class_labels.txt', labels)
-    _write_lines_atomic(out / 'image_sizes.txt', sizes)
+    for name, lines in (('image_ids.txt', ids), ('class_labels.txt', labels), ('image_sizes.txt', sizes)):
+        text = ''.join(line + '\n' for line in lines)  # one line each, written atomically (`wsol.config.atomic_write`)
+        atomic_write(out / name, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
     return out
