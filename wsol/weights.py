@@ -19,7 +19,7 @@ from . import pretrain
 
 # %% auto #0
 __all__ = ['to_wsol_state_dict', 'Checkpoint', 'read_checkpoint', 'imagenet_state_dict', 'load_pretrained', 'synth_weights_path',
-           'load_checkpoint_weights', 'num_classes_in_checkpoint']
+           'load_checkpoint_weights', 'num_classes_in_checkpoint', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/06_weights.ipynb #12d1623b
 def _strip_module_prefix(state_dict: dict) -> dict:
@@ -242,3 +242,18 @@ def num_classes_in_checkpoint(checkpoint  # a `Checkpoint` or a file (any format
     if ckpt.num_classes is None:
         raise KeyError(f"checkpoint {ckpt.path} has no 'fc.weight' (is it a backbone-only state dict?)")
     return ckpt.num_classes
+
+# %% ../nbs/06_weights.ipynb #9e731673
+def save_checkpoint(state: dict,  # tensors and plain Python values only (loadable with weights_only=True)
+                    path):
+    "`torch.save` `state` to `path` atomically (temporary file in the same folder + `os.replace`)."
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path) -> dict:
+    "Read a checkpoint written by training (on the CPU, `weights_only=True`); errors name the file."
+    path = Path(path)
+    ckpt = _torch_load(path, 'checkpoint')
+    missing = [k for k in ('model', 'epoch', 'config') if not (isinstance(ckpt, dict) and k in ckpt)]
+    if missing: raise ValueError(f"{path} is not a wsol training checkpoint: no {', '.join(missing)}")
+    return ckpt
