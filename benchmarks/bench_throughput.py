@@ -6,7 +6,7 @@ loader excluded (in-memory tensors) and included (SYNTH images read from disk), 
     python benchmarks/bench_throughput.py --architecture resnet50 --batch_size 64 --device cuda --workers 8
 
 The training step is `wsol.train.train_one_epoch` (forward, losses in float32, backward, SGD step; autocast and
-channels_last on CUDA); evaluation is what `wsol.train.evaluate_model` does per batch (forward, ground-truth-class
+channels_last on CUDA); evaluation is what `wsol.evaluation.evaluate_model` does per batch (forward, ground-truth-class
 CAMs, score maps, MaxBoxAccV2 evaluator), timed stage by stage. "SYNTH loader" rows read and transform the
 images with the training/evaluation data pipeline (`--workers` processes).
 """
@@ -16,13 +16,20 @@ import time
 import numpy as np
 import torch
 
-from wsol.cam import class_activation_maps, to_scoremaps
-from wsol.config import make_config
-from wsol.data import WSOLDataset, build_transforms
+from wsol.cam import to_scoremaps
+from wsol.config import make_config, parse_bool
+from wsol.data import dataset_for, make_loader, prepare_data
+from wsol.evaluation import evaluate_model
+from wsol.methods import method_for, model_for
 from wsol.metrics import BoxEvaluator
-from wsol.train import (_loader, autocast_dtype, build_for, build_optimizer, evaluate_model, parse_bool, prepare_data,
-                        resolve_device, train_one_epoch)
+from wsol.runtime import autocast_dtype, resolve_device
+from wsol.train import build_optimizer, train_one_epoch
 
+
+
+def _switch(value: str) -> bool:
+    try: return parse_bool(value)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
 
 def _sync(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
@@ -42,9 +49,9 @@ def main(argv=None):
     p.add_argument('--method', default='bridging-gap', help='bridging-gap | cam')
     p.add_argument('--batch_size', type=int, default=32)
     p.add_argument('--image_size', type=int, default=0, help='crop size (0: 64 for tinyresnet, 224 otherwise)')
-    p.add_argument('--large_feature_map', type=parse_bool, default=None, help='true | false (default: the preset)')
+    p.add_argument('--large_feature_map', type=_switch, default=None, help='true | false (default: the preset)')
     p.add_argument('--device', default='auto', help='auto | cpu | cuda')
-    p.add_argument('--amp', type=parse_bool, default=None, help='true | false (default: on for CUDA)')
+    p.add_argument('--amp', type=_switch, default=False, help='true | false (default: off, float32)')
     p.add_argument('--steps', type=int, default=10, help='timed batches per measurement (after 2 warm-up batches)')
     p.add_argument('--workers', type=int, default=2, help='data loader processes for the SYNTH loader rows')
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
@@ -64,7 +71,7 @@ def main(argv=None):
     dtype = autocast_dtype(device, cfg.amp)
     prepare_data(cfg, splits=('train', 'val'))
     torch.manual_seed(0)
-    model = build_for(cfg, num_classes=12).to(device)
+    model = model_for(cfg, num_classes=12).to(device)
     if device.type == 'cuda':
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
@@ -84,18 +91,17 @@ def main(argv=None):
 
     run_train(fake * warm, warm)
     add('train', 'in-memory tensors', _clock(lambda: run_train(fake * steps, steps), device), steps * B)
-    train_set = WSOLDataset(cfg.data_root, cfg.metadata_root, 'SYNTH', 'train', synth_params=cfg.synth,
-                            transform=build_transforms('train', cfg.resize_size, cfg.crop_size))
+    train_set = dataset_for(cfg, 'train')
     n = min(steps, len(train_set) // B)
-    loader = lambda: _loader(train_set, B, cfg.workers, device, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = lambda: make_loader(train_set, B, shuffle=True, workers=cfg.workers, generator=torch.Generator().manual_seed(0),
+                                 pin_memory=device.type == 'cuda')
     run_train(loader(), warm)
     add('train', f'SYNTH loader ({cfg.workers} workers)', _clock(lambda: run_train(loader(), n), device), n * B)
     add('load', f'SYNTH train batches only ({cfg.workers} workers)',
         _clock(lambda: [None for _, _ in zip(range(n), loader())], device), n * B)
 
     # --- evaluation, stage by stage, on in-memory val images
-    val = WSOLDataset(cfg.data_root, cfg.metadata_root, 'SYNTH', 'val', synth_params=cfg.synth,
-                      transform=build_transforms('val', cfg.resize_size, cfg.crop_size))
+    val = dataset_for(cfg, 'val')
     ids = val.image_ids[:B]
     images = torch.stack([val[i][0] for i in range(B)]).to(device)
     labels = torch.tensor([val[i][1] for i in range(B)], device=device)
@@ -109,7 +115,7 @@ def main(argv=None):
 
     def scoremaps():
         out = forward()
-        return to_scoremaps(class_activation_maps(out['features'].float(), model.fc.weight.float(), labels), (size, size))
+        return to_scoremaps(method_for(cfg.method).cam(model, out, labels), (size, size))
 
     def full():
         BoxEvaluator(val.metadata, cfg.cam_curve_interval, image_size=size).accumulate(scoremaps(), ids)

@@ -73,9 +73,9 @@ def run_config(args, method: str, seed: int):
 
 def pretrained_weights(args) -> tuple:
     "Build (or find) the pretrained weights that the runs will load: (path, seconds, built now?)."
-    from wsol.models import synth_weights_path
+    from wsol.methods import model_for
     from wsol.pretrain import synth_pretrained_weights
-    from wsol.train import build_for
+    from wsol.weights import synth_weights_path
     folder = Path(args.data_root) / 'pretrained'
     before = set(folder.glob('*.pt')) if folder.is_dir() else set()
     t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def pretrained_weights(args) -> tuple:
         path = synth_pretrained_weights(args.data_root, verbose=False, **SMOKE_PRETRAIN)
     else:
         cfg = run_config(args, 'cam', 0)
-        path = synth_weights_path(build_for(cfg, 12, pretrained=False))
+        path = synth_weights_path(model_for(cfg, 12, pretrained=False), cfg.data_root)
     seconds = time.perf_counter() - t0
     return path, seconds, path not in before
 
@@ -139,15 +139,13 @@ def test_maps(cfg, checkpoint: Path) -> dict:
     import numpy as np
     import torch
     from wsol.cam import decompose_cam, to_scoremaps
-    from wsol.data import WSOLDataset, build_transforms
-    from wsol.data import dataset_info
-    from wsol.models import load_checkpoint_weights
-    from wsol.train import build_for
-    model = build_for(cfg, dataset_info(cfg.dataset, cfg.metadata_root).num_classes, pretrained=False)
+    from wsol.data import dataset_for, dataset_info
+    from wsol.methods import model_for
+    from wsol.weights import load_checkpoint_weights
+    model = model_for(cfg, dataset_info(cfg.dataset, cfg.metadata_root).num_classes, pretrained=False)
     load_checkpoint_weights(model, checkpoint)
     model.eval()
-    ds = WSOLDataset(cfg.data_root, cfg.metadata_root, cfg.dataset, 'test', synth_params=cfg.synth if cfg.dataset == 'SYNTH' else None,
-                     transform=build_transforms('test', cfg.resize_size, cfg.crop_size))
+    ds = dataset_for(cfg, 'test')
     keys = ('cam', 'feature_norm', 'cosine')
     parts, ids, labels = {k: [] for k in keys}, [], []
     with torch.no_grad():

@@ -51,7 +51,7 @@ def roots(tmp_path_factory):
 
 def test_ddp_two_cpu_processes(roots, tmp_path):
     from wsol.metadata import load_metadata
-    from wsol.train import evaluate_checkpoint
+    from wsol.evaluation import evaluate_checkpoint
     hook = tmp_path/'hook'
     hook.mkdir()
     (hook/'sitecustomize.py').write_text(SITECUSTOMIZE)

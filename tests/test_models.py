@@ -1,4 +1,4 @@
-"""Integration tests for wsol.models + wsol.losses + wsol.cam: every architecture x method trains a step and
+"""Integration tests for wsol.methods (models + losses) + wsol.cam: every architecture x method trains a step and
 yields score maps; on CUDA (skipped elsewhere) the same under mixed precision, and CPU/GPU agreement."""
 from types import SimpleNamespace
 
@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from wsol.cam import model_cams, to_scoremaps
-from wsol.config import ARCHITECTURES, METHODS
-from wsol.losses import get_loss
-from wsol.models import build_model
+from wsol.config import ARCHITECTURES, METHODS, make_config
+from wsol.methods import method_for, model_for
+
+
+def build_model(architecture, method, num_classes, large_feature_map=False):
+    "A model as a run builds it (`wsol.methods.model_for`), without pretrained weights."
+    cfg = make_config(architecture=architecture, method=method, large_feature_map=large_feature_map, pretrained=False)
+    model = model_for(cfg, num_classes)
+    model.method = method
+    return model
 
 HP = SimpleNamespace(loss_ratio_drop=2.0, loss_ratio_sim=0.5, sim_fg_thres=0.4, sim_bg_thres=0.2,
                      loss_ratio_norm=0.05, norm_variant='max')
@@ -21,7 +28,7 @@ def _train_step(model, x, y, warm, scaler=None, amp_dtype=None):
     model.train()
     with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         out = model(x)
-        terms = get_loss(model.method)(out, y, model.fc.weight, HP, warm)
+        terms = method_for(model.method).loss(out, y, model.fc.weight, HP, warm)
     before = [p.detach().clone() for p in base[:1] + cls[:1]]
     opt.zero_grad()
     if scaler is None:

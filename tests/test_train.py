@@ -84,9 +84,10 @@ def notebook_runs(roots, tmp_path_factory):
     "Run nbs/train.ipynb with tiny settings for both methods; {method: output_dir}."
     base = tmp_path_factory.mktemp('train_nb')
     runs = {}
-    for method in ('bridging-gap', 'cam'):
+    for method, large in (('bridging-gap', True), ('cam', 'true')):  # papermill's -p x True arrives as a bool
         out = base/method
-        run_notebook('train.ipynb', base/f'nb_{method}', dataset='SYNTH', method=method, output_dir=str(out), **roots, **TINY)
+        run_notebook('train.ipynb', base/f'nb_{method}', dataset='SYNTH', method=method, output_dir=str(out),
+                     large_feature_map=large, **roots, **TINY)
         runs[method] = out
     return runs
 
@@ -110,7 +111,8 @@ def test_train_notebook_writes_results(notebook_runs, method):
     assert {'lr', 'lr_classifier', 'train_top1', 'epoch_time', 'val_maxboxacc_v2', 'val_pxap'} <= set(history.columns)
     assert history[sorted(terms)].notna().all().all()
     assert (out/'curves.png').stat().st_size > 0
-    assert make_config(config=out/'config.yaml').method == method
+    saved = make_config(config=out/'config.yaml')
+    assert saved.method == method and saved.large_feature_map is True
 
     last = torch.load(out/'checkpoints'/'last.pt', weights_only=True)
     best = torch.load(out/'checkpoints'/'best.pt', weights_only=True)
@@ -132,11 +134,11 @@ def test_train_notebook_shows_figures(notebook_runs):
 
 def test_evaluate_notebook_saves_scoremaps(notebook_runs, roots, tmp_path):
     from wsol.metadata import load_metadata
-    from wsol.train import eval_indices
+    from wsol.evaluation import eval_indices
     run = notebook_runs['bridging-gap']
     out = tmp_path/'eval'
     run_notebook('evaluate.ipynb', tmp_path, checkpoint=str(run/'checkpoints'/'best.pt'), split='test',
-                 save_cam=True, output_dir=str(out), max_eval_images=16)
+                 save_cam=True, output_dir=str(out), max_eval_images=16, large_feature_map=True)
     m = json.loads((out/'results.json').read_text())
     check_metrics(m, num_images=16)
     # the same model, images and (val) threshold as the training run's final test evaluation
@@ -234,10 +236,12 @@ def test_fresh_run_removes_an_earlier_runs_checkpoints(roots, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_checkpoints(roots, tmp_path):
     import torch
+    from dataclasses import replace
     from wsol import train as train_module
     from wsol.config import make_config
+    from wsol.methods import METHODS
     run = tmp_path/'run'
-    original = train_module.LOSSES['bridging-gap']
+    original = METHODS['bridging-gap'].loss
     calls, saved = [], {}
 
     def poisoned(out, targets, fc_weight, hp, warm):
@@ -249,7 +253,7 @@ def test_nan_loss_stops_and_keeps_the_checkpoints(roots, tmp_path):
     def after_epoch(epoch, row):
         saved.update({p.name: file_hash(p) for p in (run/'checkpoints').glob('*.pt')})
 
-    with mock.patch.dict(train_module.LOSSES, {'bridging-gap': poisoned}):
+    with mock.patch.dict(METHODS, {'bridging-gap': replace(METHODS['bridging-gap'], loss=poisoned)}):
         with pytest.raises(train_module.TrainingDiverged, match=r"epoch 2 step 2: the loss is not finite \(total=nan, ce="):
             train_module.train(make_config(**_settings(roots, run)), progress=False, on_epoch_end=after_epoch)
     assert set(saved) == {'best.pt', 'last.pt'}
@@ -262,7 +266,7 @@ def test_nan_loss_stops_and_keeps_the_checkpoints(roots, tmp_path):
 
 def test_missing_dataset_fails_before_building_a_model(tmp_path, capsys):
     from wsol import train as train_module
-    with mock.patch.object(train_module, 'build_model', side_effect=AssertionError('a model was built')) as build:
+    with mock.patch.object(train_module, 'model_for', side_effect=AssertionError('a model was built')) as build:
         with pytest.raises(SystemExit) as e:
             train_module.main(['--dataset', 'CUB', '--data_root', str(tmp_path/'nothing'), '--metadata_root',
                                str(ROOT/'metadata'), '--output_dir', str(tmp_path/'out'), '--pretrained', 'false'])
@@ -284,18 +288,20 @@ def test_train_notebook_fails_at_once_without_images(tmp_path):
 
 def test_command_line_parses_every_config_field():
     from dataclasses import fields
-    from wsol.config import Config
-    from wsol.train import build_parser
+    from wsol.config import Config, config_from_params
+    from wsol.train import build_parser, main
     parser = build_parser()
     options = {a.dest for a in parser._actions}
     assert {f.name for f in fields(Config)} <= options and 'config' in options
     args = parser.parse_args(['--nesterov', 'false', '--lr_decay_points', '[3, 5]', '--synth', '{train_per_class: 5}',
-                              '--pretrained', 'false', '--amp', 'auto', '--lr', '0.1', '--epochs', '4', '--sync_bn', 'true'])
-    assert (args.nesterov, args.lr_decay_points, args.synth, args.pretrained, args.amp, args.lr, args.epochs, args.sync_bn) \
-        == (False, [3, 5], {'train_per_class': 5}, False, None, 0.1, 4, True)
-    assert parser.parse_args(['--pretrained', 'weights/r50.pth']).pretrained == 'weights/r50.pth'
-    with pytest.raises(SystemExit):
-        parser.parse_args(['--nesterov', 'maybe'])
+                              '--pretrained', 'false', '--amp', 'true', '--lr', '0.1', '--epochs', '4', '--sync_bn', 'true'])
+    cfg = config_from_params(**vars(args))
+    assert (cfg.nesterov, cfg.lr_decay_points, cfg.synth, cfg.pretrained, cfg.amp, cfg.lr, cfg.epochs, cfg.sync_bn) \
+        == (False, [3, 5], {'train_per_class': 5}, False, True, 0.1, 4, True)
+    assert config_from_params(**vars(parser.parse_args(['--pretrained', 'weights/r50.pth']))).pretrained == 'weights/r50.pth'
+    with pytest.raises(SystemExit) as e:
+        main(['--nesterov', 'maybe'])
+    assert e.value.code == 2
 
 
 def test_command_line_trains(roots, tmp_path):
@@ -308,3 +314,34 @@ def test_command_line_trains(roots, tmp_path):
     results = json.loads((out/'results.json').read_text())
     assert results['test']['last']['num_images'] == 8
     assert 'best epoch 1' in r.stdout
+
+
+def test_evaluate_notebook_takes_switches_as_text(notebook_runs, tmp_path):
+    run = notebook_runs['cam']
+    out = tmp_path/'eval'
+    run_notebook('evaluate.ipynb', tmp_path, checkpoint=str(run/'checkpoints'/'last.pt'), split='val', save_cam=False,
+                 output_dir=str(out), max_eval_images=8, large_feature_map='true', multi_contour_eval='false')
+    assert json.loads((out/'results.json').read_text())['num_images'] == 8
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match="large_feature_map='big': expected true or false"):
+        run_notebook('evaluate.ipynb', tmp_path, checkpoint=str(run/'checkpoints'/'last.pt'), large_feature_map='big')
+
+
+def test_official_v1_config_selects_by_iou50_largest_contour(roots, tmp_path):
+    "box_v2_metric: False (official config) -> largest-contour boxes and `best` by MaxBoxAcc at IoU 50, as the official trainer."
+    import torch
+    from wsol.config import make_config
+    from wsol.train import train
+    (tmp_path/'official.yaml').write_text('dataset_name: SYNTH\nwsol_method: cam\nbox_v2_metric: False\n'
+                                          'multi_contour_eval: True\nmulti_iou_eval: True\nexperiment_name: v1\n')
+    settings = {k: v for k, v in _settings(roots, tmp_path/'run', epochs=3, lr_decay_points=[1]).items() if k != 'dataset'}
+    cfg = make_config(config=tmp_path/'official.yaml', **settings)
+    assert (cfg.multi_contour_eval, cfg.multi_iou_eval) == (False, False)  # box_v2_metric wins, as in the official config.py
+    train(cfg, progress=False)
+    last = torch.load(tmp_path/'run'/'checkpoints'/'last.pt', weights_only=True)
+    iou50 = {r['epoch']: r['val_maxboxacc_50'] for r in last['history']}
+    v2 = {r['epoch']: r['val_maxboxacc_v2'] for r in last['history']}
+    assert last['best_score'] == max(iou50.values())
+    assert last['best_epoch'] == min(e for e, s in iou50.items() if s == max(iou50.values()))
+    assert last['best_val']['maxboxacc']['50'] == max(iou50.values())
+    assert iou50 != v2

@@ -242,7 +242,7 @@ def checkpoint_config(checkpoint: Checkpoint,  # from `read_checkpoint`: ours (w
     return make_config(**settings)
 
 # %% ../nbs/14_evaluation.ipynb #98011110
-def evaluate_checkpoint(checkpoint,  # a checkpoint: ours (`train`'s best.pt / last.pt) or official ({'state_dict': ...})
+def evaluate_checkpoint(checkpoint,  # a `Checkpoint` or a file: ours (`train`'s best.pt / last.pt) or official ({'state_dict': ...})
                         split: str = 'test',  # val | test
                         cam_threshold: float | None = None,  # None: the val threshold stored in our checkpoint, else the split's own best
                         save_cam: bool = False,  # save score maps as <output_dir>/scoremaps/<split>/<image_id>.npy
@@ -253,7 +253,7 @@ def evaluate_checkpoint(checkpoint,  # a checkpoint: ours (`train`'s best.pt / l
     "Metrics **M** of a saved model on `split`; optionally writes results, threshold curves and score maps."
     check_choice('split', split, SPLITS)
     if save_cam and output_dir is None: raise ValueError("save_cam=True needs an output_dir for the score maps")
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
     settings.setdefault('workers', 0)
     cfg = checkpoint_config(ckpt, **settings)
     prepare_data(cfg, splits=(split,))  # before the model: a missing dataset fails at once
