@@ -278,10 +278,9 @@ def test_missing_dataset_fails_before_building_a_model(tmp_path, capsys):
 
 def test_train_notebook_fails_at_once_without_images(tmp_path):
     import papermill as pm
-    t0 = time.time()
     with pytest.raises(pm.PapermillExecutionError, match='CUB_200_2011'):
         run_notebook('train.ipynb', tmp_path, dataset='CUB', data_root=str(tmp_path/'nothing'), output_dir=str(tmp_path/'out'))
-    assert time.time() - t0 < 60
+    assert not (tmp_path/'out').exists()  # stopped before anything was written
     with pytest.raises(pm.PapermillExecutionError, match="method='eil' is not one of: cam, bridging-gap"):
         run_notebook('train.ipynb', tmp_path, method='eil')
 

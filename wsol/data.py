@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from . import synth
-from .config import DATASETS, SPLITS, Config, DatasetInfo
+from .config import ARCHITECTURES, DATASETS, SPLITS, Config, DatasetInfo, check_choice
 from .metadata import Metadata, load_metadata
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'dataset_info', 'build_transforms', 'DatasetNotFoundError', 'check_images_present',
-           'sample_per_class', 'WSOLDataset', 'seed_worker', 'make_loader', 'prepare_data', 'dataset_for']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'INPUT_NORMALIZATION', 'dataset_info', 'input_normalization', 'build_transforms',
+           'DatasetNotFoundError', 'check_images_present', 'sample_per_class', 'UnreadableImageError', 'read_image',
+           'WSOLDataset', 'seed_worker', 'make_loader', 'prepare_data', 'dataset_for']
 
 # %% ../nbs/03_data.ipynb #cab00694
 def dataset_info(name: str,  # a built-in dataset (CUB, ILSVRC, OpenImages, SYNTH) or a folder under metadata_root
@@ -43,24 +45,44 @@ def dataset_info(name: str,  # a built-in dataset (CUB, ILSVRC, OpenImages, SYNT
 # %% ../nbs/03_data.ipynb #46b93585
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# (mean, std) of the architectures whose weights expect another input scaling than ImageNet mean / std:
+# EfficientNet-Lite weights converted from TensorFlow take (x - 0.5) / 0.5 for x in [0, 1], i.e. (x/255 - 0.5)/0.5
+INPUT_NORMALIZATION = {'efficientnet_lite0': ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+
+
+def input_normalization(architecture: str  # one of `ARCHITECTURES`
+                       ) -> tuple:  # (mean, std), RGB, for images in [0, 1]
+    "The input normalisation `architecture`'s weights expect: `INPUT_NORMALIZATION`, else ImageNet mean / std."
+    check_choice('architecture', architecture, ARCHITECTURES)
+    return INPUT_NORMALIZATION.get(architecture, (IMAGENET_MEAN, IMAGENET_STD))
 
 
 def build_transforms(split: str,  # train | val | test
                      resize_size: int = 256,  # train: images are resized to resize_size x resize_size ...
                      crop_size: int = 224,  # ... then randomly cropped to crop_size; val/test: resized to crop_size
+                     mean: tuple = IMAGENET_MEAN,  # per-channel (RGB) mean subtracted after scaling to [0, 1] ...
+                     std: tuple = IMAGENET_STD,  # ... and std divided by (`input_normalization(architecture)`)
                     ) -> T.Compose:
-    "The paper's transform for `split`: PIL image -> (3, crop_size, crop_size) float32, ImageNet-normalised."
+    "The paper's transform for `split`: PIL image -> (3, crop_size, crop_size) float32, normalised by `mean` / `std`."
     if split not in SPLITS: raise ValueError(f"split={split!r} is not one of: {', '.join(SPLITS)}")
     if crop_size > resize_size and split == 'train':
         raise ValueError(f"crop_size={crop_size} is larger than resize_size={resize_size}")
-    norm = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    norm = [T.ToTensor(), T.Normalize(mean, std)]
     if split == 'train':
         return T.Compose([T.Resize((resize_size, resize_size)), T.RandomCrop(crop_size), T.RandomHorizontalFlip()] + norm)
     return T.Compose([T.Resize((crop_size, crop_size))] + norm)
 
 # %% ../nbs/03_data.ipynb #76058ee7
+def _worker_message(message: str) -> str:
+    "A DataLoader worker re-raises our errors as `type(its traceback)`: keep our one line (the last), not the traceback."
+    if 'Original Traceback' not in message: return message
+    last = message.rstrip().splitlines()[-1]  # "wsol.data.SomeError: <our message>"
+    return last.split(': ', 1)[1] if ': ' in last else last
+
+
 class DatasetNotFoundError(FileNotFoundError):
     "Images (or ILSVRC train metadata) of a dataset are missing; the message says where they go and how to get them."
+    def __init__(self, message: str): super().__init__(_worker_message(message))
 
 
 _HOW_TO_GET = {
@@ -139,6 +161,23 @@ def sample_per_class(image_ids: list,  # the split's image ids, in metadata orde
         kept += ids[rng.choice(where, n, replace=False)].tolist()
     return kept
 
+# %% ../nbs/03_data.ipynb #9d7165c1
+class UnreadableImageError(OSError):
+    "An image file is on disk but cannot be decoded (corrupt, truncated, not an image); the message names the file and split."
+    def __init__(self, message: str): super().__init__(_worker_message(message))
+
+
+def read_image(path,  # the image file
+               dataset: str, split: str, image_id: str,  # named in the errors
+              ) -> Image.Image:
+    "The image at `path` as RGB; a missing file raises `DatasetNotFoundError`, an undecodable one `UnreadableImageError`."
+    try:
+        with Image.open(path) as f: return f.convert('RGB')
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"{dataset} {split} image {image_id!r} is missing: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying "broken data"
+        raise UnreadableImageError(f"cannot read {dataset} {split} image {path}: {e}") from e
+
 # %% ../nbs/03_data.ipynb #b2ebd507
 class WSOLDataset(Dataset):
     "Images of one split of a WSOL dataset: item i -> (image (3, H, W) float32, label int, image_id str)."
@@ -152,6 +191,7 @@ class WSOLDataset(Dataset):
                  synth_params: dict | None = None,  # SYNTH only: generation parameters (`wsol.synth`)
                  num_sample_per_class: int = 0,  # keep n images per class, drawn with `sample_seed` (0: all)
                  sample_seed: int = 0,  # seed of that draw
+                 skip_unreadable: bool = False,  # decode every image once now and leave out those that fail (`skipped`)
                 ):
         self.dataset, self.split, self.root = dataset, split, Path(data_root) / dataset
         self.metadata = check_images_present(data_root, dataset, metadata_root, split, proxy, synth_params)
@@ -159,18 +199,25 @@ class WSOLDataset(Dataset):
         if num_sample_per_class:
             self.image_ids = sample_per_class(self.image_ids, self.metadata.labels, num_sample_per_class, sample_seed)
         self.transform = build_transforms(split) if transform is None else transform
+        self.skipped = self._find_unreadable() if skip_unreadable else []  # [(image_id, reason)]
+        if self.skipped:
+            left_out = {i for i, _ in self.skipped}
+            self.image_ids = [i for i in self.image_ids if i not in left_out]
+
+    def _find_unreadable(self) -> list:
+        "(image id, reason) of every image that `read_image` refuses, in image order (decoded on a few threads)."
+        def reason(image_id):
+            try: read_image(self.root / image_id, self.dataset, self.split, image_id)
+            except OSError as e: return str(e)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            reasons = list(pool.map(reason, self.image_ids))
+        return [(i, r) for i, r in zip(self.image_ids, reasons) if r is not None]
 
     def __len__(self): return len(self.image_ids)
 
     def __getitem__(self, i):
         image_id = self.image_ids[i]
-        path = self.root / image_id
-        try:
-            with Image.open(path) as f: image = f.convert('RGB')
-        except FileNotFoundError:
-            raise DatasetNotFoundError(f"{self.dataset} {self.split} image {image_id!r} is missing: {path}") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise OSError(f"cannot read {self.dataset} {self.split} image {path}: {e}") from e
+        image = read_image(self.root / image_id, self.dataset, self.split, image_id)
         return self.transform(image), self.metadata.labels[image_id], image_id
 
     def __repr__(self):
@@ -215,8 +262,9 @@ def prepare_data(cfg: Config,  # dataset, roots, proxy_training_set, synth
 def dataset_for(cfg: Config,  # dataset, roots, resize_size, crop_size, proxy_training_set, num_val_sample_per_class, synth
                 split: str,  # train | val | test
                ) -> WSOLDataset:
-    "The `WSOLDataset` of `split` that `cfg` describes, with the paper's transform for the split."
+    "The `WSOLDataset` of `split` that `cfg` describes, with the paper's transform for the split (`skip_unreadable_images`: train only)."
     return WSOLDataset(cfg.data_root, cfg.metadata_root, cfg.dataset, split,
-                       transform=build_transforms(split, cfg.resize_size, cfg.crop_size),
+                       transform=build_transforms(split, cfg.resize_size, cfg.crop_size, *input_normalization(cfg.architecture)),
                        proxy=cfg.proxy_training_set and split == 'train', synth_params=_synth_params(cfg),
-                       num_sample_per_class=cfg.num_val_sample_per_class if split == 'val' else 0, sample_seed=cfg.seed)
+                       num_sample_per_class=cfg.num_val_sample_per_class if split == 'val' else 0, sample_seed=cfg.seed,
+                       skip_unreadable=cfg.skip_unreadable_images and split == 'train')  # val/test: never fewer images

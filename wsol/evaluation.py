@@ -17,19 +17,20 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .cam import to_scoremaps
-from .config import SPLITS, Config, atomic_write_text, check_choice, make_config
-from .data import dataset_for, make_loader, prepare_data
+from .config import DATASETS, SPLITS, Config, atomic_write, atomic_write_text, check_choice, make_config
+from .data import dataset_for, input_normalization, make_loader, prepare_data
 from .metadata import Metadata, load_metadata
 from .methods import Method, method_for, model_for
 from .metrics import BoxEvaluator, MaskEvaluator
 from .plots import denormalize, sample_grid, save_figure, threshold_curve_figure
 from .runtime import DistInfo, autocast_dtype, gather_objects, resolve_device
 from .synth import synth_mask_paths
-from .weights import Checkpoint, load_checkpoint_weights, num_classes_in_checkpoint, read_checkpoint, save_checkpoint
+from .weights import (Checkpoint, imagenet_checkpoint, load_checkpoint_weights, num_classes_in_checkpoint, read_checkpoint,
+                          save_checkpoint)
 
 # %% auto #0
 __all__ = ['eval_annotations', 'eval_indices', 'scoremaps', 'evaluate_model', 'selection_score', 'threshold_curves',
-           'threshold_figure', 'checkpoint_config', 'evaluate_checkpoint', 'plot_cam_overlays']
+           'threshold_figure', 'checkpoint_config', 'open_checkpoint', 'evaluate_checkpoint', 'plot_cam_overlays']
 
 # %% ../nbs/14_evaluation.ipynb #755965b0
 def eval_annotations(cfg: Config,  # data_root, metadata_root, mask_root, dataset
@@ -98,9 +99,10 @@ def _on_grid(threshold: float, thresholds) -> float:
 
 
 def _save_scoremap(root: Path, image_id: str, scoremap: np.ndarray):
-    path = root/f'{image_id}.npy'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, scoremap.astype(np.float32))
+    "Write <root>/<image_id>.npy atomically: an interrupted evaluation leaves whole score maps or none, never half of one."
+    def write(tmp):
+        with open(tmp, 'wb') as f: np.save(f, scoremap.astype(np.float32))  # a file object: np.save adds no '.npy'
+    atomic_write(root/f'{image_id}.npy', write)
 
 # %% ../nbs/14_evaluation.ipynb #9abd417d
 def _evaluators(cfg: Config, box_metadata, mask_metadata, mask_root):
@@ -241,8 +243,22 @@ def checkpoint_config(checkpoint: Checkpoint,  # from `read_checkpoint`: ours (w
     settings.setdefault('output_dir', 'unused')
     return make_config(**settings)
 
+# %% ../nbs/14_evaluation.ipynb #e1f0c0d2
+def open_checkpoint(checkpoint,  # a `Checkpoint`, a file (ours / official / bare), or 'imagenet'
+                    architecture: str | None = None,  # 'imagenet' only: whose ImageNet classifier (None: ILSVRC's default)
+                    dataset: str | None = None,  # 'imagenet' only: must be ILSVRC
+                   ) -> Checkpoint:
+    "A checkpoint to evaluate: read from its file once, or the pretrained ImageNet classifier for 'imagenet'."
+    if isinstance(checkpoint, Checkpoint): return checkpoint
+    if str(checkpoint) == 'imagenet':  # a file called imagenet: pass ./imagenet
+        if dataset != 'ILSVRC':
+            raise ValueError(f"checkpoint='imagenet' (the pretrained 1000-class ImageNet classifier) needs dataset='ILSVRC' "
+                             f"(labels are ImageNet class indices), not dataset={dataset!r}")
+        return imagenet_checkpoint(architecture or DATASETS['ILSVRC'].default_architecture)
+    return read_checkpoint(checkpoint)
+
 # %% ../nbs/14_evaluation.ipynb #98011110
-def evaluate_checkpoint(checkpoint,  # a `Checkpoint` or a file: ours (`train`'s best.pt / last.pt) or official ({'state_dict': ...})
+def evaluate_checkpoint(checkpoint,  # a `Checkpoint`, a file: ours (`train`'s best.pt / last.pt) or official ({'state_dict': ...}), or 'imagenet' (`open_checkpoint`)
                         split: str = 'test',  # val | test
                         cam_threshold: float | None = None,  # None: the val threshold stored in our checkpoint, else the split's own best
                         save_cam: bool = False,  # save score maps as <output_dir>/scoremaps/<split>/<image_id>.npy
@@ -253,7 +269,7 @@ def evaluate_checkpoint(checkpoint,  # a `Checkpoint` or a file: ours (`train`'s
     "Metrics **M** of a saved model on `split`; optionally writes results, threshold curves and score maps."
     check_choice('split', split, SPLITS)
     if save_cam and output_dir is None: raise ValueError("save_cam=True needs an output_dir for the score maps")
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
+    ckpt = open_checkpoint(checkpoint, settings.get('architecture'), settings.get('dataset'))
     settings.setdefault('workers', 0)
     cfg = checkpoint_config(ckpt, **settings)
     prepare_data(cfg, splits=(split,))  # before the model: a missing dataset fails at once
@@ -293,7 +309,7 @@ def plot_cam_overlays(model: nn.Module,  # a `WSOLModel`
     out = model(images.to(device))
     pred = out['logits'].argmax(1).cpu()
     maps = to_scoremaps(method_for(cfg.method).cam(model, out, labels.to(device)), size=(cfg.crop_size, cfg.crop_size))
-    rgb = list(denormalize(images))
+    rgb = list(denormalize(images, *input_normalization(cfg.architecture)))
     meta = dataset.metadata
     boxes = []
     for _, _, image_id in items:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from .config import DEVICES, check_choice
 # %% auto #0
 __all__ = ['resolve_device', 'autocast_dtype', 'seed_everything', 'get_rng_state', 'set_rng_state', 'DistInfo',
            'dist_info_from_env', 'init_distributed', 'main_process_first', 'all_reduce_sum', 'gather_objects',
-           'broadcast_object']
+           'broadcast_object', 'PeerFailure', 'peer_failure']
 
 # %% ../nbs/13_runtime.ipynb #8da5d074
 def resolve_device(name: str = 'auto',  # auto | cpu | cuda
@@ -108,6 +110,7 @@ def dist_info_from_env(env: dict | None = None,  # defaults to `os.environ`
 
 # %% ../nbs/13_runtime.ipynb #d47a0a80
 def init_distributed(device_name: str = 'auto',  # Config.device
+                     timeout_s: int = 0,  # Config.dist_timeout: how long a collective waits for the others (0: torch's default)
                     ) -> tuple[DistInfo, torch.device, bool]:
     "Join the process group when started by torchrun -> (DistInfo, device, whether this call created the group)."
     info = dist_info_from_env()
@@ -116,7 +119,8 @@ def init_distributed(device_name: str = 'auto',  # Config.device
     if info.enabled and not dist.is_initialized():
         if device.type == 'cuda': torch.cuda.set_device(device)
         dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
-                                device_id=device if device.type == 'cuda' else None)
+                                device_id=device if device.type == 'cuda' else None,
+                                **({'timeout': timedelta(seconds=timeout_s)} if timeout_s else {}))
         created = True
     return info, device, created
 
@@ -152,3 +156,26 @@ def broadcast_object(obj, info: DistInfo):
 
 
 
+
+# %% ../nbs/13_runtime.ipynb #9b20d191
+class PeerFailure(RuntimeError):
+    "Another process of a DDP run died or stopped answering (the backend's error, said in one line)."
+
+
+_COMM_ERROR = re.compile(r'gloo|nccl|c10d|timed out|timeout|connection (reset|closed|refused)|broken pipe|pair closure',
+                         re.IGNORECASE)
+
+
+def peer_failure(error: BaseException,  # what a collective raised
+                 info: DistInfo,  # this process
+                 timeout_s: int = 0,  # Config.dist_timeout, named in the message
+                ) -> PeerFailure | None:
+    "`error` as a `PeerFailure` when it is a DDP communication error (a process died or hung), else None."
+    if not info.enabled or isinstance(error, PeerFailure): return None
+    text = str(error).strip()
+    if 'DataLoader' in text: return None  # a loader worker's own timeout or crash, not another rank
+    if not (isinstance(error, dist.DistError) or (type(error) is RuntimeError and _COMM_ERROR.search(text))): return None
+    detail = re.sub(r'^\[[^\]]*\]\s*', '', text.splitlines()[0] if text else type(error).__name__).split('. ')[0]
+    waited = f"; no answer within dist_timeout={timeout_s} s" if timeout_s and re.search('timed out|timeout', detail, re.I) else ''
+    return PeerFailure(f"rank {info.rank} of {info.world_size}: lost contact with the other processes ({detail}){waited}: "
+                       "a process died or hung. Checkpoints on disk are whole: start again with resume=true")

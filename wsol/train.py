@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
+import os
+import socket
 import sys
 import time
-from dataclasses import fields
+from contextlib import ExitStack, contextmanager
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pandas as pd
@@ -26,14 +30,15 @@ from .data import dataset_for, dataset_info, make_loader, prepare_data
 from .evaluation import evaluate_model, selection_score
 from .methods import method_for, model_for, training_loss
 from .plots import history_figure, save_figure
-from .runtime import (DistInfo, all_reduce_sum, autocast_dtype, broadcast_object, gather_objects, get_rng_state,
-                          init_distributed, main_process_first, seed_everything, set_rng_state)
+from .runtime import (DistInfo, PeerFailure, all_reduce_sum, autocast_dtype, broadcast_object, gather_objects,
+                          get_rng_state, init_distributed, main_process_first, peer_failure, seed_everything, set_rng_state)
 from .weights import load_checkpoint, save_checkpoint
 
 # %% auto #0
-__all__ = ['RUN_FIELDS', 'is_warm_epoch', 'lr_scale', 'train_batch_size', 'is_eval_epoch', 'build_optimizer', 'set_learning_rate',
-           'TrainingDiverged', 'train_one_epoch', 'resume_differences', 'latest_checkpoint', 'train', 'build_parser',
-           'main']
+__all__ = ['RUN_FIELDS', 'LOCK_FILE', 'OUTPUT_FILES', 'is_warm_epoch', 'lr_scale', 'train_batch_size', 'is_eval_epoch',
+           'build_optimizer', 'set_learning_rate', 'TrainingDiverged', 'train_one_epoch', 'resume_differences',
+           'latest_checkpoint', 'OutputDirInUse', 'output_dir_lock', 'leftover_temporary_files', 'train',
+           'build_parser', 'main']
 
 # %% ../nbs/15_train.ipynb #bbab6a36
 def is_warm_epoch(epoch: int,  # 1-based epoch number
@@ -148,7 +153,7 @@ def _flat_metrics(m: dict, prefix: str) -> dict:
     return out
 
 # %% ../nbs/15_train.ipynb #1513dc19
-RUN_FIELDS = ('resume', 'device', 'workers', 'output_dir', 'data_root', 'metadata_root', 'mask_root', 'amp')
+RUN_FIELDS = ('resume', 'device', 'workers', 'output_dir', 'data_root', 'metadata_root', 'mask_root', 'amp', 'dist_timeout')
 
 
 def _plain(x):
@@ -162,6 +167,8 @@ def resume_differences(saved: dict,  # the config stored in a checkpoint
     "The settings (other than `RUN_FIELDS`) on which `cfg` differs from a checkpoint's config, as readable lines."
     now = _plain(cfg.to_dict())
     saved = _plain(saved)
+    defaults = {f.name: f.default for f in fields(Config) if f.default is not MISSING}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}  # settings added since: their defaults
     return [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} now" for k, v in now.items()
             if k not in RUN_FIELDS and saved.get(k) != v]
 
@@ -178,6 +185,52 @@ def latest_checkpoint(ckpt_dir: Path,  # <output_dir>/checkpoints
             raise ValueError(f"resume=True: {ckpt_dir} was written with another config ({'; '.join(diff)}); "
                              "use the same settings, or resume=False / another output_dir to start over")
     return ckpt
+
+# %% ../nbs/15_train.ipynb #3d8e79d6
+LOCK_FILE = '.wsol-train.lock'
+OUTPUT_FILES = ('config.yaml', 'history.csv', 'curves.png', 'results.json', 'skipped_images.txt',
+                'checkpoints/last.pt', 'checkpoints/best.pt')  # what `train` writes into output_dir
+
+
+class OutputDirInUse(RuntimeError):
+    "Another run holds the lock of the output folder."
+
+
+@contextmanager
+def output_dir_lock(out_dir,  # the run's output_dir (created if needed)
+                   ):
+    "Hold `<out_dir>/.wsol-train.lock` (an exclusive `fcntl.flock`) for the body; held elsewhere -> `OutputDirInUse`."
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir/LOCK_FILE
+    while True:
+        f = open(path, 'a+')
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or 'another process'
+            f.close()
+            raise OutputDirInUse(f"output_dir {out_dir} is in use by another run ({holder}; lock {path}): wait until it "
+                                 "ends or choose another output_dir") from None
+        try: same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        f.close()  # the holder removed the file between our open and our lock: lock the new one
+    try:
+        f.seek(0); f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield path
+    finally:
+        try: path.unlink()
+        except FileNotFoundError: pass
+        f.close()
+
+
+def leftover_temporary_files(out_dir) -> list:
+    "The temporaries of `OUTPUT_FILES` that a killed run left in `out_dir` (see `wsol.config.atomic_write`)."
+    out_dir = Path(out_dir)
+    return sorted(p for name in OUTPUT_FILES for p in (out_dir/name).parent.glob(f'.{Path(name).name}.*.tmp'))
 
 # %% ../nbs/15_train.ipynb #ed250c21
 def _per_rank(batch_size: int, name: str, info: DistInfo) -> int:
@@ -208,11 +261,31 @@ def train(cfg: Config,  # the whole experiment (`make_config` / `config_from_par
           progress: bool = True,  # tqdm bars and per-epoch lines (rank 0)
          ) -> dict:
     "Train with the official schedule and evaluate -> `{'val': M at the best epoch, 'test': {'best': M, 'last': M}}` (also `results.json`)."
-    info, device, created = init_distributed(cfg.device)
+    info, device, created = init_distributed(cfg.device, cfg.dist_timeout)
+    lost = None
     try:
-        return _train(cfg, info, device, on_epoch_end, progress)
+        with ExitStack() as held:  # the output folder's lock, taken once the data is checked (see `_train`)
+            lock = lambda: held.enter_context(_run_lock(Path(cfg.output_dir), info))
+            return _train(cfg, info, device, on_epoch_end, progress, lock)
+    except RuntimeError as e:
+        lost = peer_failure(e, info, cfg.dist_timeout)  # another process died or hung: one line instead of gloo/NCCL's
+        if lost is None: raise
+        raise lost from e
     finally:
-        if created and dist.is_initialized(): dist.destroy_process_group()
+        if created and dist.is_initialized() and lost is None: dist.destroy_process_group()
+
+
+@contextmanager
+def _run_lock(out_dir: Path, info: DistInfo):
+    "`output_dir_lock` held by rank 0; every rank stops with `OutputDirInUse` when it is taken."
+    with ExitStack() as held:
+        refused = None
+        if info.is_main:
+            try: held.enter_context(output_dir_lock(out_dir))
+            except OutputDirInUse as e: refused = str(e)
+        refused = broadcast_object(refused, info)
+        if refused: raise OutputDirInUse(refused)
+        yield
 
 
 def _build(cfg, info, device):
@@ -259,12 +332,13 @@ def _restore(ckpt, ckpt_dir, model, optimizer, scaler, generator, best, cfg, inf
     return start, history, last_val
 
 # %% ../nbs/15_train.ipynb #a60d11ac
-def _train(cfg, info, device, on_epoch_end, progress):
+def _train(cfg, info, device, on_epoch_end, progress, lock):
     log = print if (info.is_main and progress) else (lambda *a, **k: None)
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir/'checkpoints'
     for name in ('warm_batch_size', 'batch_size'): _per_rank(getattr(cfg, name), name, info)
     model, optimizer, scaler, net, train_set, generator, num_classes = _build(cfg, info, device)
+    lock()  # after the data check (missing data: nothing created), before anything is written
     dtype = autocast_dtype(device, cfg.amp)
 
     start, history, last_val = 0, [], None
@@ -274,10 +348,16 @@ def _train(cfg, info, device, on_epoch_end, progress):
         if ckpt is None: log(f"resume=True but {ckpt_dir/'last.pt'} does not exist: starting from epoch 1")
         else: start, history, last_val = _restore(ckpt, ckpt_dir, model, optimizer, scaler, generator, best, cfg, info, log)
     if start == 0 and info.is_main:  # a fresh run: files of an earlier run here must not be taken for this one's
-        stale = [p for p in (ckpt_dir/'last.pt', ckpt_dir/'best.pt', out_dir/'results.json') if p.exists()]
+        stale = [p for p in (ckpt_dir/'last.pt', ckpt_dir/'best.pt', out_dir/'results.json', out_dir/'skipped_images.txt')
+                 if p.exists()]
         for p in stale: p.unlink()
         if stale: log(f"starting from epoch 1: removed {', '.join(str(p) for p in stale)} of an earlier run")
-    if info.is_main: save_config(cfg, out_dir/'config.yaml')
+    if info.is_main:
+        leftovers = leftover_temporary_files(out_dir)  # of writes a killed run did not finish (we hold the lock)
+        for p in leftovers: p.unlink()
+        if leftovers: log(f"removed {len(leftovers)} unfinished temporary file(s) of an interrupted run")
+        save_config(cfg, out_dir/'config.yaml')
+        if cfg.skip_unreadable_images: _write_skipped(train_set, out_dir/'skipped_images.txt', log)
     log(f"training {cfg.architecture}/{cfg.method} on {cfg.dataset} ({len(train_set)} images, {num_classes} classes) "
         f"on {device}{f' x {info.world_size} processes' if info.enabled else ''}"
         f"{f', autocast {dtype}' if dtype else ''} -> {out_dir}")
@@ -330,6 +410,13 @@ def _train(cfg, info, device, on_epoch_end, progress):
     return _test_both(model, cfg, device, info, best, last_val, out_dir, progress, log)
 
 
+def _write_skipped(train_set, path: Path, log):
+    "List the train images `skip_unreadable_images` left out (image id, tab, reason) in `path`."
+    atomic_write_text(path, ''.join(f"{i}\t{reason}\n" for i, reason in train_set.skipped))
+    if train_set.skipped:
+        log(f"skip_unreadable_images: left out {len(train_set.skipped)} unreadable train image(s), listed in {path}")
+
+
 def _test_both(model, cfg, device, info, best, last_val, out_dir, progress, log) -> dict:
     "Test `last` (the model as it is) and `best` at their val thresholds; write results.json."
     if last_val is None:  # resumed after the last epoch but its val results are gone: recompute
@@ -374,8 +461,10 @@ def main(argv: list | None = None  # command-line arguments (None: sys.argv[1:])
         parser.error(str(e))
     try:
         return train(cfg)
-    except (TrainingDiverged, FileNotFoundError, ValueError) as e:  # diverged, missing data, inconsistent settings
-        print(f"wsol-train: error: {e}", file=sys.stderr)
+    except (TrainingDiverged, OSError, ValueError, OutputDirInUse, PeerFailure) as e:
+        # diverged, missing or unreadable data, a file that cannot be written (full disk), inconsistent settings,
+        # the output folder taken by another run, another DDP process lost: one line, exit status 1
+        print(f"wsol-train: error: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(1) from None
 
 # %% ../nbs/15_train.ipynb #e6ec3f99
