@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import torch
 import timm
+import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.inception import BasicConv2d, InceptionA, InceptionB, InceptionC
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.vgg import cfgs as _vgg_cfgs
 from torchvision.models.vgg import make_layers as _vgg_make_layers
@@ -17,7 +19,8 @@ from .config import ARCHITECTURES, check_choice
 
 # %% auto #0
 __all__ = ['BACKBONES', 'AttentiveDropout', 'WSOLModel', 'ResNet50WSOL', 'VGG16WSOL', 'TinyResNetWSOL', 'EfficientNetLite0WSOL',
-           'build_model']
+           'vgg16_layers', 'resnet50_layers', 'inception_v3_layers', 'inception_v3_to_5d', 'InceptionV3WSOL',
+           'build_model', 'normalize_per_channel', 'ACoLNet', 'SPGNet']
 
 # %% ../nbs/04_models.ipynb #4e567b6f
 class AttentiveDropout(nn.Module):
@@ -66,6 +69,7 @@ def _init_weights(modules, conv_init: str):
 class WSOLModel(nn.Module):
     "Backbone split at the method's insertion point (`trunk` -> `split_layer` in training -> `head`), GAP and a linear `fc`."
     classifier_prefixes = ('fc.',)  # parameter-name prefixes trained with lr * lr_classifier_ratio
+    conv_classifier = False  # True: `fc` acts as a 1x1 conv (wsolevaluation's InceptionV3): class maps, logits = their GAP
 
     def __init__(self,
                  architecture: str,  # one of `ARCHITECTURES`
@@ -92,16 +96,31 @@ class WSOLModel(nn.Module):
         "The method's layer at the split point (bridging-gap: `AttentiveDropout`), or None."
         raise NotImplementedError(f"{type(self).__name__} must define split_layer")
 
-    def forward(self, x: torch.Tensor  # (B, 3, H, W) float32 normalised images
-               ) -> dict:  # 'logits' (B, K); 'features' F (B, C, h, w); 'features_dropped' F' (training, with a split layer)
+    def forward(self, x: torch.Tensor,  # (B, 3, H, W) float32 normalised images
+                labels=None,  # unused (the method networks ACoL / SPG read them); accepted so every model is called alike
+               ) -> dict:  # 'logits' (B, K); 'features' F (B, C, h, w); 'features_dropped' F' (training, with a split layer); 'class_maps' (B, K, h, w) with a conv classifier
         "Logits and final features; in training mode with a split layer also the branch through it."
         h = self.trunk(x)
         features = self.head(h)
-        logits = self.fc(torch.flatten(self.avgpool(features), 1))
-        out = {'logits': logits, 'features': features}
+        if self.conv_classifier:
+            class_maps = F.conv2d(features, self.fc.weight[:, :, None, None], self.fc.bias)
+            out = {'logits': torch.flatten(self.avgpool(class_maps), 1), 'features': features, 'class_maps': class_maps}
+        else:
+            out = {'logits': self.fc(torch.flatten(self.avgpool(features), 1)), 'features': features}
         if self.training and self.split_layer is not None:
             out['features_dropped'] = self.head(self.split_layer(h))
         return out
+
+    @torch.no_grad()
+    def cams(self, out: dict,  # its eval-mode output
+             classes,  # (B,) class per image
+            ) -> torch.Tensor:  # (B, h, w) float32
+        "Test-time CAMs: mean over channels of `W[c] * F` (Zhou et al.), or with a conv classifier the class's map (bias included)."
+        idx = torch.as_tensor(classes, device=out['features'].device).long()
+        if self.conv_classifier:
+            return out['class_maps'][torch.arange(idx.shape[0], device=idx.device), idx].float()
+        w = self.fc.weight.detach().float()[idx]
+        return (w[:, :, None, None] * out['features'].float()).mean(1)
 
     def lr_groups(self) -> tuple[list, list]:
         "(parameters trained at lr, parameters trained at lr * lr_classifier_ratio), as in the official trainer."
@@ -247,13 +266,101 @@ class EfficientNetLite0WSOL(WSOLModel):
     def head(self, x):
         return self.bn2(self.conv_head(self.blocks[6](self.blocks[5][1:](x))))
 
+# %% ../nbs/04_models.ipynb #6c35a661
+def vgg16_layers(tokens,  # ints: 3x3 conv (padding 1) + ReLU with that many channels; 'M' 2x2/2, 'M1' 3x3/2 (pad 1), 'M2' 3x3/1 (pad 1) max-pools
+                 in_channels: int = 3,
+                ) -> nn.Sequential:
+    "VGG layers from wsolevaluation-style tokens (ACoL's variant uses its 'M1' / 'M2' pools); one module per token, so indices match."
+    layers = []
+    pools = {'M': dict(kernel_size=2, stride=2), 'M1': dict(kernel_size=3, stride=2, padding=1),
+             'M2': dict(kernel_size=3, stride=1, padding=1)}
+    for t in tokens:
+        if t in pools: layers.append(nn.MaxPool2d(**pools[t])); continue
+        layers += [nn.Conv2d(in_channels, t, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+        in_channels = t
+    return nn.Sequential(*layers)
+
+
+def resnet50_layers(module: nn.Module, large_feature_map: bool):
+    "Add torchvision ResNet50's conv1 .. layer4 to `module` (layer4 stride 1; layer3 stride 1 with `large_feature_map`)."
+    net = torchvision.models.resnet50(weights=None)
+    _unstride(net.layer4[0])
+    if large_feature_map: _unstride(net.layer3[0])
+    for name in ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4'):
+        module.add_module(name, getattr(net, name))
+
+# %% ../nbs/04_models.ipynb #d03eb0dc
+class _StrideOneInceptionB(InceptionB):
+    "torchvision's InceptionB (Mixed_6a) with stride 1: padding 1 in its 3x3 convs and its max-pool, as wsolevaluation."
+    def __init__(self, in_channels: int):
+        super().__init__(in_channels)
+        for conv in (self.branch3x3.conv, self.branch3x3dbl_3.conv):
+            conv.stride, conv.padding = (1, 1), (1, 1)
+
+    def _forward(self, x):
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return [self.branch3x3(x), branch3x3dbl, F.max_pool2d(x, kernel_size=3, stride=1, padding=1)]
+
+
+def inception_v3_layers(module: nn.Module):
+    "Add InceptionV3's stem and Mixed_5b .. Mixed_6e (wsolevaluation's changes, torchvision's names) to `module`."
+    layers = {'Conv2d_1a_3x3': BasicConv2d(3, 32, kernel_size=3, stride=2, padding=1),
+              'Conv2d_2a_3x3': BasicConv2d(32, 32, kernel_size=3), 'Conv2d_2b_3x3': BasicConv2d(32, 64, kernel_size=3, padding=1),
+              'Conv2d_3b_1x1': BasicConv2d(64, 80, kernel_size=1), 'Conv2d_4a_3x3': BasicConv2d(80, 192, kernel_size=3),
+              'Mixed_5b': InceptionA(192, pool_features=32), 'Mixed_5c': InceptionA(256, pool_features=64),
+              'Mixed_5d': InceptionA(288, pool_features=64), 'Mixed_6a': _StrideOneInceptionB(288),
+              'Mixed_6b': InceptionC(768, channels_7x7=128), 'Mixed_6c': InceptionC(768, channels_7x7=160),
+              'Mixed_6d': InceptionC(768, channels_7x7=160), 'Mixed_6e': InceptionC(768, channels_7x7=192)}
+    for name, layer in layers.items(): module.add_module(name, layer)
+
+
+def inception_v3_to_5d(m: nn.Module, x: torch.Tensor, large_feature_map: bool) -> torch.Tensor:
+    "Image -> Mixed_5d features (288 channels), pooled to 14 x 14 at 224 px unless `large_feature_map` (28 x 28)."
+    x = m.Conv2d_2b_3x3(m.Conv2d_2a_3x3(m.Conv2d_1a_3x3(x)))
+    x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    x = m.Conv2d_4a_3x3(m.Conv2d_3b_1x1(x))
+    x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    x = m.Mixed_5d(m.Mixed_5c(m.Mixed_5b(x)))
+    return x if large_feature_map else F.max_pool2d(x, kernel_size=3, stride=2, ceil_mode=True)
+
+
+def _conv_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3, padding=1), nn.ReLU(inplace=True))
+
+# %% ../nbs/04_models.ipynb #67837dc8
+class InceptionV3WSOL(WSOLModel):
+    "wsolevaluation's InceptionV3 (see above), split after Mixed_6d; `fc` holds the 1x1-conv classifier `SPG_A4`."
+    classifier_prefixes = ('SPG_A3_1b.', 'SPG_A3_2b.', 'fc.')
+    conv_classifier = True
+
+    def __init__(self, num_classes: int, large_feature_map: bool = False, split_layer: nn.Module | None = None,
+                 head_dropout: float = 0.5,  # dropout before / between / after the two SPG_A3 convs in training (0 for ADL)
+                ):
+        super().__init__('inceptionv3', num_classes, 1024, large_feature_map)
+        inception_v3_layers(self)
+        self.SPG_A3_1b, self.SPG_A3_2b = _conv_relu(768, 1024), _conv_relu(1024, 1024)
+        self.drop_layer, self.head_dropout = split_layer, head_dropout
+        _init_weights(self.modules(), 'xavier')
+
+    @property
+    def split_layer(self): return self.drop_layer
+
+    def trunk(self, x):
+        x = inception_v3_to_5d(self, x, self.large_feature_map)
+        return self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x))))
+
+    def head(self, x):
+        drop = lambda t: F.dropout(t, self.head_dropout, self.training)
+        return drop(self.SPG_A3_2b(drop(self.SPG_A3_1b(drop(self.Mixed_6e(x))))))
+
 # %% ../nbs/04_models.ipynb #5f74707a
 BACKBONES = {'resnet50': ResNet50WSOL, 'vgg16': VGG16WSOL, 'tinyresnet': TinyResNetWSOL,
-             'efficientnet_lite0': EfficientNetLite0WSOL}  # the names of `ARCHITECTURES`
-_ARCH_KWARGS = {'resnet50': (), 'vgg16': (), 'tinyresnet': ('width', 'blocks', 'output_stride'), 'efficientnet_lite0': ()}
+             'efficientnet_lite0': EfficientNetLite0WSOL, 'inceptionv3': InceptionV3WSOL}  # the names of `ARCHITECTURES`
+_ARCH_KWARGS = {'resnet50': (), 'vgg16': (), 'tinyresnet': ('width', 'blocks', 'output_stride'), 'efficientnet_lite0': (),
+                'inceptionv3': ('head_dropout',)}
 
 
-def build_model(architecture: str,  # 'resnet50' | 'vgg16' | 'tinyresnet' | 'efficientnet_lite0'
+def build_model(architecture: str,  # 'resnet50' | 'vgg16' | 'tinyresnet' | 'efficientnet_lite0' | 'inceptionv3'
                 num_classes: int,  # K
                 large_feature_map: bool = False,  # ResNet50 layer3 / EfficientNet stages 3, 5 stride 1, VGG16 without pool4, tinyresnet stride halved
                 split_layer: nn.Module | None = None,  # the method's layer at the split point (training only), e.g. `AttentiveDropout`
@@ -269,3 +376,188 @@ def build_model(architecture: str,  # 'resnet50' | 'vgg16' | 'tinyresnet' | 'eff
         raise TypeError(f"build_model: unknown keyword(s) {unknown} for architecture={architecture!r} "
                         f"(its architecture keywords: {allowed})")
     return BACKBONES[architecture](num_classes, large_feature_map=large_feature_map, split_layer=split_layer, **arch_kwargs)
+
+# %% ../nbs/04_models.ipynb #6b96406c
+def normalize_per_channel(x: torch.Tensor  # (B, C, h, w)
+                         ) -> torch.Tensor:  # (B, C, h, w): each map min-max normalised to [0, 1]
+    "Min-max normalise each (image, channel) map, as wsolevaluation's `normalize_tensor` (NaN where a map is constant)."
+    flat = x.view(x.shape[0], x.shape[1], -1)
+    lo, hi = flat.min(dim=-1, keepdim=True)[0], flat.max(dim=-1, keepdim=True)[0]
+    return torch.div(flat - lo, hi - lo).view(x.shape)
+
+
+def _label_map(maps: torch.Tensor, labels) -> torch.Tensor:
+    "(B, K, h, w) maps -> (B, h, w): each image's map of its label."
+    idx = torch.as_tensor(labels, device=maps.device).long()
+    return maps[torch.arange(maps.shape[0], device=maps.device), idx]
+
+
+class _MethodNet(nn.Module):
+    "What every method network shares with `WSOLModel`: its settings, no split layer, GAP, the wsolevaluation lr groups."
+    def __init__(self, architecture: str, num_classes: int, large_feature_map: bool, arch_kwargs: dict):
+        super().__init__()
+        if architecture not in ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet'):
+            raise ValueError(f"{type(self).__name__}: architecture={architecture!r} is not supported; "
+                             "choose one of resnet50, vgg16, inceptionv3, tinyresnet")
+        if arch_kwargs and architecture != 'tinyresnet':
+            raise TypeError(f"{type(self).__name__}: unknown keyword(s) {sorted(arch_kwargs)} for architecture={architecture!r}")
+        self.architecture, self.num_classes, self.large_feature_map = architecture, num_classes, large_feature_map
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+    split_layer = None
+
+    def _tiny(self, arch_kwargs: dict) -> int:
+        "Add tinyresnet's layers (its names, for its SYNTH-pretrained weights); returns its feature channels."
+        tiny = TinyResNetWSOL(1, self.large_feature_map, **arch_kwargs)
+        for name in ('conv1', 'bn1', 'relu', 'layer1', 'layer2', 'layer3', 'layer4_1', 'layer4_2'):
+            self.add_module(name, getattr(tiny, name))
+        self.width, self.blocks, self.output_stride = tiny.width, tiny.blocks, tiny.output_stride
+        return tiny.feature_dim
+
+    def lr_groups(self) -> tuple[list, list]:
+        "(lr, lr x ratio) parameters as wsolevaluation's trainer: VGG / InceptionV3 backbone layers at lr and the rest at lr x ratio; ResNet50 `layer4` and `fc` at lr x ratio and the rest at lr."
+        base, classifier = [], []
+        for name, p in self.named_parameters():
+            if self.architecture in ('resnet50', 'tinyresnet'):
+                fast = name.startswith(('layer4', 'fc.'))
+            else:
+                fast = not name.startswith(('features.', 'Mixed', 'Conv2d_1', 'Conv2d_2', 'Conv2d_3', 'Conv2d_4'))
+            (classifier if fast else base).append(p)
+        return base, classifier
+
+# %% ../nbs/04_models.ipynb #93132801
+_ACOL_VGG = {False: [64, 64, 'M1', 128, 128, 'M1', 256, 256, 256, 'M1', 512, 512, 512, 'M1', 512, 512, 512, 'M2'],
+             True: [64, 64, 'M1', 128, 128, 'M1', 256, 256, 256, 'M1', 512, 512, 512, 'M2', 512, 512, 512, 'M2']}
+
+
+def _acol_branch(cin: int, width: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=False),
+                         nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=False), nn.Conv2d(width, num_classes, 1))
+
+
+class ACoLNet(_MethodNet):
+    "ACoL (Zhang et al., CVPR 2018) as in wsolevaluation: backbone features -> classifier_A; features erased by A's label map -> classifier_B."
+    def __init__(self, architecture: str, num_classes: int, large_feature_map: bool = False,
+                 acol_threshold: float = 0.7,  # erase where branch A's min-max-normalised label map >= this, in [0, 1]
+                 **arch_kwargs,  # tinyresnet only: width, blocks, output_stride
+                ):
+        super().__init__(architecture, num_classes, large_feature_map, arch_kwargs)
+        if not 0 <= acol_threshold <= 1: raise ValueError(f"acol_threshold={acol_threshold!r} must be in [0, 1]")
+        self.acol_threshold = float(acol_threshold)
+        if architecture == 'resnet50': resnet50_layers(self, large_feature_map); cin, width = 2048, 1024
+        elif architecture == 'vgg16': self.features = vgg16_layers(_ACOL_VGG[large_feature_map]); cin, width = 512, 1024
+        elif architecture == 'inceptionv3': inception_v3_layers(self); cin, width = 768, 1024
+        else: cin = width = self._tiny(arch_kwargs)
+        self.feature_dim = cin
+        self.classifier_A, self.classifier_B = _acol_branch(cin, width, num_classes), _acol_branch(cin, width, num_classes)
+        _init_weights(self.modules(), 'he' if architecture == 'resnet50' else 'xavier')
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        "Image -> the features both branches read."
+        if self.architecture == 'resnet50':
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        if self.architecture == 'vgg16':
+            return F.avg_pool2d(self.features(x), kernel_size=3, stride=1, padding=1)
+        if self.architecture == 'inceptionv3':
+            x = inception_v3_to_5d(self, x, self.large_feature_map)
+            return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x)))))
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.layer4_2(self.layer4_1(self.layer3(self.layer2(self.layer1(x)))))
+
+    def erased(self, features: torch.Tensor, feat_map_a: torch.Tensor, labels) -> torch.Tensor:
+        "`features` zeroed where branch A's normalised map of `labels` is >= acol_threshold."
+        attention = normalize_per_channel(_label_map(feat_map_a.detach(), labels).unsqueeze(1))
+        return features * (attention < self.acol_threshold).to(features.dtype)
+
+    def forward(self, x: torch.Tensor, labels=None) -> dict:
+        "'logits' (branch A; the prediction), 'logits_b', both class maps and the features; `labels` None: A's argmax."
+        features = self.backbone(x)
+        feat_map_a = self.classifier_A(features)
+        logits = torch.flatten(self.avgpool(feat_map_a), 1)
+        labels = logits.argmax(dim=1) if labels is None else labels
+        feat_map_b = self.classifier_B(self.erased(features, feat_map_a, labels))
+        return {'logits': logits, 'logits_b': torch.flatten(self.avgpool(feat_map_b), 1),
+                'feat_map_a': feat_map_a, 'feat_map_b': feat_map_b, 'features': features}
+
+    @torch.no_grad()
+    def cams(self, out: dict, classes) -> torch.Tensor:
+        "Test-time CAMs (wsolevaluation): max of both branches' normalised maps, branch B re-run with `classes` erased."
+        feat_map_b = self.classifier_B(self.erased(out['features'], out['feat_map_a'], classes))
+        a = normalize_per_channel(_label_map(out['feat_map_a'], classes).unsqueeze(1).float())
+        b = normalize_per_channel(_label_map(feat_map_b, classes).unsqueeze(1).float())
+        return torch.max(a, b)[:, 0]
+
+# %% ../nbs/04_models.ipynb #c94ebed2
+def _spg_branch(cin: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, 1, 1))
+
+
+class SPGNet(_MethodNet):
+    "SPG (Zhang et al., ECCV 2018) as in wsolevaluation: a 1x1-conv classifier `SPG_A4`, guidance branches B1 / B2 (shared top) and C."
+
+    def __init__(self, architecture: str, num_classes: int, large_feature_map: bool = False,
+                 **arch_kwargs,  # tinyresnet only: width, blocks, output_stride
+                ):
+        super().__init__(architecture, num_classes, large_feature_map, arch_kwargs)
+        if architecture == 'resnet50':
+            resnet50_layers(self, large_feature_map)
+            blocks = list(self.layer3)  # wsolevaluation's names for layer3's first block and the others
+            self.SPG_A1, self.SPG_A2 = nn.Sequential(blocks[0]), nn.Sequential(*blocks[1:])
+            del self.layer3
+            b_in, b_width, c_in, c_width, C = 1024, 1024, 2048, 512, 2048
+        elif architecture == 'vgg16':
+            self.features = vgg16_layers([64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M'])
+            self.SPG_A_1 = nn.Sequential(*_conv_relu(256, 512), *_conv_relu(512, 512), *_conv_relu(512, 512))
+            self.SPG_A_2 = nn.Sequential(*_conv_relu(512, 512), *_conv_relu(512, 512), *_conv_relu(512, 512))
+            self.SPG_A_3 = nn.Sequential(*_conv_relu(512, 512), *_conv_relu(512, 512))
+            b_in, b_width, c_in, c_width, C = 512, 512, 512, 512, 512
+        elif architecture == 'inceptionv3':
+            inception_v3_layers(self)
+            self.SPG_A3_1b, self.SPG_A3_2b = _conv_relu(768, 1024), _conv_relu(1024, 1024)
+            b_in, b_width, c_in, c_width, C = (288, 768), 512, 1024, 512, 1024
+        else:
+            C = self._tiny(arch_kwargs)
+            b_in, b_width, c_in, c_width = C, C, C, C
+        b1_in, b2_in = b_in if isinstance(b_in, tuple) else (b_in, b_in)
+        self.feature_dim = C
+        self.classifier_name = 'SPG_A_4' if architecture == 'vgg16' else 'SPG_A4'  # wsolevaluation's two spellings
+        self.add_module(self.classifier_name, nn.Conv2d(C, num_classes, kernel_size=1))
+        self.SPG_B_1a, self.SPG_B_2a = _conv_relu(b1_in, b_width), _conv_relu(b2_in, b_width)
+        self.SPG_B_shared = _spg_branch(b_width, b_width)
+        self.SPG_C = _spg_branch(c_in, c_width)
+        _init_weights(self.modules(), 'xavier')
+
+    def _stages(self, x: torch.Tensor) -> tuple:
+        "Image -> (B1's input, B2's input, the features that SPG_A4 and SPG_C read)."
+        a = self.architecture
+        if a == 'resnet50':
+            x = self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
+            b1 = self.SPG_A1(x); b2 = self.SPG_A2(b1)
+            return b1, b2, self.layer4(b2)
+        if a == 'vgg16':
+            b1 = self.SPG_A_1(self.features(x))
+            if not self.large_feature_map: b1 = F.max_pool2d(b1, kernel_size=3, stride=2, padding=1)
+            b2 = self.SPG_A_2(b1)
+            return b1, b2, self.SPG_A_3(b2)
+        if a == 'inceptionv3':
+            b1 = inception_v3_to_5d(self, x, self.large_feature_map)
+            b2 = self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(b1))))  # B2 reads Mixed_6d, as wsolevaluation
+            drop = lambda t: F.dropout(t, 0.5, self.training)
+            return b1, b2, drop(self.SPG_A3_2b(drop(self.SPG_A3_1b(drop(self.Mixed_6e(b2))))))
+        b1 = self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
+        b2 = self.layer4_1(b1)
+        return b1, b2, self.layer4_2(b2)
+
+    def forward(self, x: torch.Tensor, labels=None) -> dict:
+        "'logits' (GAP of the class maps), the class maps, the guidance logits B1, B2, C (1 channel each) and the features."
+        b1, b2, features = self._stages(x)
+        class_maps = getattr(self, self.classifier_name)(features)
+        return {'logits': torch.flatten(self.avgpool(class_maps), 1), 'class_maps': class_maps,
+                'logits_b1': self.SPG_B_shared(self.SPG_B_1a(b1)), 'logits_b2': self.SPG_B_shared(self.SPG_B_2a(b2)),
+                'logits_c': self.SPG_C(features), 'features': features}
+
+    @torch.no_grad()
+    def cams(self, out: dict, classes) -> torch.Tensor:
+        "Test-time CAMs (wsolevaluation): the label's class map, bias included."
+        return _label_map(out['class_maps'], classes).float()

