@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wsol.cam import model_cams, to_scoremaps
-from wsol.config import ARCHITECTURES, METHODS, make_config
+from wsol.config import ARCHITECTURES, make_config
 from wsol.methods import method_for, model_for
 
 
@@ -40,7 +40,7 @@ def _train_step(model, x, y, warm, scaler=None, amp_dtype=None):
 
 
 @pytest.mark.parametrize('architecture', ARCHITECTURES)
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', ('cam', 'bridging-gap'))  # every other method x backbone: tests/test_methods_zoo.py
 def test_train_step_and_scoremaps(architecture, method):
     torch.manual_seed(0)
     model = build_model(architecture, method, 3, large_feature_map=architecture != 'vgg16')

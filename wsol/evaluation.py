@@ -160,7 +160,7 @@ def evaluate_model(model: nn.Module,  # a `WSOLModel` (unwrapped), evaluated in 
     box_eval, mask_eval = _evaluators(cfg, box_metadata, mask_metadata, mask_root)
     top1, top5 = {}, {}
     model.eval()
-    k = min(5, model.fc.out_features)
+    k = min(5, model.num_classes)
     bar = lambda it: tqdm(it, desc=f'eval {split}', leave=False, disable=not (progress and info.is_main), dynamic_ncols=True,
                           mininterval=1.0)
     for ids, targets, logits, maps in scoremaps(model, method_for(cfg.method), loader, cfg.crop_size, device, amp, bar):
@@ -225,7 +225,7 @@ def threshold_figure(curves: pd.DataFrame,  # from `threshold_curves` (threshold
 # %% ../nbs/14_evaluation.ipynb #ff979eaf
 _CHECKPOINT_KEEP = ('dataset', 'architecture', 'method', 'large_feature_map', 'arch_kwargs', 'resize_size', 'crop_size',
                     'cam_curve_interval', 'iou_threshold_list', 'multi_contour_eval', 'batch_size', 'data_root',
-                    'metadata_root', 'mask_root', 'synth', 'drop_threshold', 'drop_prob', 'norm_variant')
+                    'metadata_root', 'mask_root', 'synth', 'drop_threshold', 'drop_prob', 'norm_variant', 'acol_threshold')
 
 
 def checkpoint_config(checkpoint: Checkpoint,  # from `read_checkpoint`: ours (with its config) or official / bare
