@@ -23,17 +23,17 @@ from .data import WSOLDataset, dataset_for, input_normalization, make_loader, pr
 from .evaluation import checkpoint_config, eval_indices, scoremaps, threshold_curves
 from .methods import Method, method_for, model_for
 from .metrics import BoxEvaluator, box_iou, quantize_scoremap, reference_boxes, resize_box
-from .models import WSOLModel
+from .models import ACoLNet, WSOLModel
 from .plots import colorize, denormalize, normalize_map, overlay_scoremap, threshold_curve_figure
 from .runtime import resolve_device
 from .weights import load_checkpoint_weights, num_classes_in_checkpoint, read_checkpoint
 
 # %% auto #0
-__all__ = ['ROOTS', 'SORTS', 'checkpoint_file', 'find_roots', 'Explored', 'snap', 'class_names', 'open_run', 'iou_curve',
-           'cam_box_gap', 'SplitSummary', 'split_summary', 'image_order', 'ImageState', 'resolve_class', 'image_state',
-           'grid_index', 'boxes_at', 'threshold_region', 'panel_layers', 'render_panels', 'png_bytes', 'jpeg_bytes',
-           'CurveCanvas', 'curve_canvas', 'render_curve', 'StateCache', 'run_info', 'render_view', 'make_controls',
-           'layout', 'Explorer', 'explore']
+__all__ = ['ROOTS', 'SORTS', 'checkpoint_file', 'find_roots', 'Explored', 'snap', 'class_weights', 'class_names', 'open_run',
+           'iou_curve', 'cam_box_gap', 'SplitSummary', 'split_summary', 'image_order', 'ImageState', 'resolve_class',
+           'image_state', 'grid_index', 'boxes_at', 'threshold_region', 'panel_layers', 'render_panels', 'png_bytes',
+           'jpeg_bytes', 'CurveCanvas', 'curve_canvas', 'render_curve', 'StateCache', 'run_info', 'render_view',
+           'make_controls', 'layout', 'Explorer', 'explore']
 
 # %% ../nbs/16_explorer.ipynb #628fdaee
 def checkpoint_file(run_or_checkpoint,  # a run folder (`wsol.train.train`'s output_dir) or a checkpoint file
@@ -87,6 +87,17 @@ def snap(thresholds, threshold: float) -> float:
     thresholds = np.asarray(thresholds, float)
     return float(thresholds[int(np.argmin(np.abs(thresholds - float(threshold))))])
 
+# %% ../nbs/16_explorer.ipynb #c1a55e14
+def class_weights(model: torch.nn.Module) -> torch.Tensor:
+    "W (K, C) for the CAM decomposition: the linear classifier's weights, or SPG's 1x1-conv classifier's."
+    if isinstance(model, ACoLNet):
+        raise ValueError("the explorer decomposes CAM = ||w_c|| ||f|| cos(w_c, f); ACoL's CAM (the max of two "
+                         "branches' normalised class maps) has no single class weight: see its score maps with "
+                         "nbs/evaluate.ipynb (save_cam) or wsol.evaluation.plot_cam_overlays")
+    fc = getattr(model, 'fc', None)
+    return fc.weight if fc is not None else getattr(model, model.classifier_name).weight[:, :, 0, 0]
+
+
 # %% ../nbs/16_explorer.ipynb #a058e816
 def class_names(cfg: Config,  # dataset and metadata_root
                 num_classes: int,  # K
@@ -118,6 +129,7 @@ def open_run(run_or_checkpoint,  # a run folder or a checkpoint file (see `check
     prepare_data(cfg, splits=(split,))
     model = model_for(cfg, num_classes_in_checkpoint(ckpt), pretrained=False)
     load_checkpoint_weights(model, ckpt)
+    class_weights(model)  # a model without one fails here, before any work
     device = device if isinstance(device, torch.device) else resolve_device(device)
     model.eval().to(device)
     dataset = dataset_for(cfg, split)
@@ -129,7 +141,7 @@ def open_run(run_or_checkpoint,  # a run folder or a checkpoint file (see `check
     where = f"{file.parent.parent.name}/{file.name}" if file.parent.name == 'checkpoints' else file.name
     return Explored(name or f"{cfg.method}: {where}", file, cfg, model, method_for(cfg.method), dataset,
                     eval_indices(len(dataset), max_images), thresholds, None if val is None else snap(thresholds, val),
-                    class_names(cfg, model.fc.out_features), device)
+                    class_names(cfg, model.num_classes), device)
 
 # %% ../nbs/16_explorer.ipynb #95fc3855
 def iou_curve(scoremap: np.ndarray,  # (H, W) float64 in [0, 1], as evaluated
@@ -262,7 +274,7 @@ def image_state(ex: Explored,  # from `open_run`
     classes = torch.tensor([cls], device=ex.device)
     size = ex.cfg.crop_size
     scoremap = to_scoremaps(ex.method.cam(ex.model, out, classes), size=(size, size), dtype=np.float64)[0]
-    d = decompose_cam(out['features'].float(), ex.model.fc.weight.detach().float(), classes)
+    d = decompose_cam(out['features'].float(), class_weights(ex.model).detach().float(), classes)
     meta = ex.dataset.metadata
     gt = np.array([resize_box(b, meta.sizes[image_id], size) for b in meta.boxes[image_id]], np.int64)
     return ImageState(int(index), image_id, int(label), pred, probs, cls, denormalize(image, *input_normalization(ex.cfg.architecture)), gt, scoremap,
