@@ -55,6 +55,7 @@ GUIDE = [
     ['cam_decomposition.ipynb'],  # why vanilla CAM finds only a part of the object (the paper's Fig. 1)
     ['fig1_real_photos.ipynb'],  # the same decomposition on real photos with real ImageNet features
     ['09_methods.ipynb', '07_losses.ipynb'],  # the method (its losses until 09_methods exists)
+    ['methods.ipynb'],  # the method zoo: what each method changes, hyperparameters, backbones, SYNTH results
     ['11_metrics.ipynb'],  # the evaluation protocol
     ['datasets.ipynb'],  # using it: data, training, evaluation
     ['train.ipynb'],
