@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -56,6 +56,7 @@ class Method:
     train_transform: Callable | None = None  # (images, targets, hp) -> (images, targets) on a training batch; None: as is
     cam: Callable = own_cams  # (model, out, classes) -> (B, h, w) CAMs
     build: Callable | None = None  # (cfg, K) -> freshly initialised model; None: `build_model` with `split_layer`
+    classifier_prefixes: dict = field(default_factory=dict)  # architecture -> parameter-name prefixes trained at lr x ratio, where the method's reference code differs from the backbone's default
 
     def defaults(self) -> dict:
         "Its hyperparameters with their `Config` defaults."
@@ -284,6 +285,9 @@ def cutmix_loss(out: dict,  # model output: 'logits'
 
 # %% ../nbs/09_methods.ipynb #9c3789b3
 _WSOLEVAL = "as in wsolevaluation (Choe et al., CVPR 2020)"
+# wsolevaluation's trainer puts ResNet50's layer4 with the classifier at lr x ratio (the official bridging-gap code,
+# whose layer4 is named layer4_1 / layer4_2, only its fc): ours is split the same way
+_WSOLEVAL_RESNET50_GROUPS = {'resnet50': ('layer4_1.', 'layer4_2.', 'fc.')}
 METHODS = {
     'cam': Method('cam', 'Vanilla CAM (Zhou et al., CVPR 2016): cross entropy; CAM from the classifier weights'),
     'bridging-gap': Method(
@@ -293,7 +297,8 @@ METHODS = {
                  'drop_threshold', 'drop_prob', 'warm_epochs', 'warm_batch_size'),
         split_layer=attentive_dropout, loss=bridging_gap_loss),
     'has': Method('has', f'Hide-and-seek (Singh & Lee, ICCV 2017): random grid patches of each training image hidden; '
-                  f'plain CAM, {_WSOLEVAL}', hparams=('has_grid_size', 'has_drop_rate'), train_transform=has_transform),
+                  f'plain CAM, {_WSOLEVAL}', hparams=('has_grid_size', 'has_drop_rate'), train_transform=has_transform,
+                  classifier_prefixes=_WSOLEVAL_RESNET50_GROUPS),
     'acol': Method('acol', f'ACoL (Zhang et al., CVPR 2018): a second classifier on features erased where the first '
                    f'fires; CAM = max of both, {_WSOLEVAL}', hparams=('acol_threshold',), loss=acol_loss, build=acol_model),
     'spg': Method('spg', f'SPG (Zhang et al., ECCV 2018): branches supervised by thresholded self-produced maps; '
@@ -301,10 +306,11 @@ METHODS = {
                   hparams=('spg_threshold_1h', 'spg_threshold_1l', 'spg_threshold_2h', 'spg_threshold_2l',
                            'spg_threshold_3h', 'spg_threshold_3l'), loss=spg_loss, build=spg_model),
     'adl': Method('adl', f'ADL (Choe & Shim, CVPR 2019): attention-based dropout layers in the backbone, off at test '
-                  f'time; plain CAM, {_WSOLEVAL}', hparams=('adl_drop_rate', 'adl_threshold'), build=adl_model),
+                  f'time; plain CAM, {_WSOLEVAL}', hparams=('adl_drop_rate', 'adl_threshold'), build=adl_model,
+                  classifier_prefixes=_WSOLEVAL_RESNET50_GROUPS),
     'cutmix': Method('cutmix', f'CutMix (Yun et al., ICCV 2019): boxes pasted between training images, labels mixed by '
                      f'area; plain CAM, {_WSOLEVAL}', hparams=('cutmix_beta', 'cutmix_prob'),
-                     loss=cutmix_loss, train_transform=cutmix_transform),
+                     loss=cutmix_loss, train_transform=cutmix_transform, classifier_prefixes=_WSOLEVAL_RESNET50_GROUPS),
 }
 
 
@@ -328,6 +334,7 @@ def model_for(cfg: Config,  # architecture, method and its hyperparameters, larg
     else:
         split_layer = method.split_layer(cfg) if method.split_layer is not None else None
         model = build_model(cfg.architecture, num_classes, cfg.large_feature_map, split_layer=split_layer, **cfg.arch_kwargs)
+    if cfg.architecture in method.classifier_prefixes: model.classifier_prefixes = method.classifier_prefixes[cfg.architecture]
     pretrained = cfg.pretrained if pretrained is None else pretrained
     if pretrained is not False and pretrained is not None:
         linear_fc = isinstance(model, WSOLModel) and not model.conv_classifier
