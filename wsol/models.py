@@ -66,6 +66,12 @@ def _init_weights(modules, conv_init: str):
             nn.init.normal_(m.weight, 0, 0.01); nn.init.zeros_(m.bias)
 
 # %% ../nbs/04_models.ipynb #5daad729
+def _label_map(maps: torch.Tensor, labels) -> torch.Tensor:
+    "(B, K, h, w) maps -> (B, h, w): each image's map of its label."
+    idx = torch.as_tensor(labels, device=maps.device).long()
+    return maps[torch.arange(maps.shape[0], device=maps.device), idx]
+
+
 class WSOLModel(nn.Module):
     "Backbone split at the method's insertion point (`trunk` -> `split_layer` in training -> `head`), GAP and a linear `fc`."
     classifier_prefixes = ('fc.',)  # parameter-name prefixes trained with lr * lr_classifier_ratio
@@ -116,10 +122,8 @@ class WSOLModel(nn.Module):
              classes,  # (B,) class per image
             ) -> torch.Tensor:  # (B, h, w) float32
         "Test-time CAMs: mean over channels of `W[c] * F` (Zhou et al.), or with a conv classifier the class's map (bias included)."
-        idx = torch.as_tensor(classes, device=out['features'].device).long()
-        if self.conv_classifier:
-            return out['class_maps'][torch.arange(idx.shape[0], device=idx.device), idx].float()
-        w = self.fc.weight.detach().float()[idx]
+        if self.conv_classifier: return _label_map(out['class_maps'], classes).float()
+        w = self.fc.weight.detach().float()[torch.as_tensor(classes, device=out['features'].device).long()]
         return (w[:, :, None, None] * out['features'].float()).mean(1)
 
     def lr_groups(self) -> tuple[list, list]:
@@ -384,12 +388,6 @@ def normalize_per_channel(x: torch.Tensor  # (B, C, h, w)
     flat = x.view(x.shape[0], x.shape[1], -1)
     lo, hi = flat.min(dim=-1, keepdim=True)[0], flat.max(dim=-1, keepdim=True)[0]
     return torch.div(flat - lo, hi - lo).view(x.shape)
-
-
-def _label_map(maps: torch.Tensor, labels) -> torch.Tensor:
-    "(B, K, h, w) maps -> (B, h, w): each image's map of its label."
-    idx = torch.as_tensor(labels, device=maps.device).long()
-    return maps[torch.arange(maps.shape[0], device=maps.device), idx]
 
 
 class _MethodNet(nn.Module):
