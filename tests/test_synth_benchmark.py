@@ -218,3 +218,27 @@ def test_bad_arguments():
     assert proc.returncode == 2 and "--methods: invalid choice: 'gradcam'" in proc.stderr
     proc = subprocess.run([sys.executable, str(SCRIPT), '--seeds', '1', '1'], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and '--seeds' in proc.stderr
+
+
+def test_efficientnet_lite0_smoke(tmp_path):
+    "--architecture efficientnet_lite0: its SYNTH preset from the real ImageNet weights, its own files and runs_dir."
+    stdout = run_script(tmp_path, '--architecture', 'efficientnet_lite0', '--methods', 'cam', '--seeds', '0')
+    out = tmp_path/'out'
+    assert sorted(p.name for p in out.iterdir()) == ['methods_synth_efficientnet_lite0.png', 'results_synth_efficientnet_lite0.json',
+                                                     'results_synth_efficientnet_lite0.md']
+    md = (out/'results_synth_efficientnet_lite0.md').read_text()
+    assert md in stdout and md.startswith('# SYNTH benchmark: every method on efficientnet_lite0')
+    assert '--architecture efficientnet_lite0 --methods cam --seeds 0' in md
+    assert 'real ImageNet weights of efficientnet_lite0' in md and 'efficientnet-lite0-57934424.pth' in md
+    s = json.loads((out/'results_synth_efficientnet_lite0.json').read_text())
+    assert s['all_methods']['architecture'] == 'efficientnet_lite0' and [r['method'] for r in s['runs']] == ['cam']
+    assert s['oracle']['feature_size'] == 8  # 128 px at output stride 16
+    cfg = (Path(s['runs'][0]['output_dir'])/'config.yaml').read_text()
+    assert 'architecture: efficientnet_lite0' in cfg and 'pretrained: true' in cfg
+    assert s['runs'][0]['analysis']['last']['peak_in_head'] >= 0  # a linear fc: decomposed
+
+
+def test_architecture_without_the_method():
+    proc = subprocess.run([sys.executable, str(SCRIPT), '--architecture', 'efficientnet_lite0', '--methods', 'acol'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and '--methods: acol does not run on efficientnet_lite0' in proc.stderr

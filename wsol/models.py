@@ -245,15 +245,20 @@ class TinyResNetWSOL(WSOLModel):
     def head(self, x): return self.layer4_2(x)
 
 # %% ../nbs/04_models.ipynb #e1f0a0b2
-_LITE0_UNSTRIDED_LARGE = (3, 5)  # stages whose first block loses its stride 2 with large_feature_map (output stride 32 -> 8)
+_LITE0_UNSTRIDED = {32: (), 16: (5,), 8: (3, 5)}  # output stride -> stages whose first block loses its stride 2
 
 
 class EfficientNetLite0WSOL(WSOLModel):
-    "timm's `tf_efficientnet_lite0` (as trained; stride-1 stages 3 and 5 with `large_feature_map`), split after block 5.0."
-    def __init__(self, num_classes: int, large_feature_map: bool = False, split_layer: nn.Module | None = None):
+    "timm's `tf_efficientnet_lite0` (output stride 32 as trained; 8 with `large_feature_map`: stages 3, 5 stride 1), split after block 5.0."
+    def __init__(self, num_classes: int, large_feature_map: bool = False, split_layer: nn.Module | None = None,
+                 output_stride: int | None = None,  # 32 | 16 (stage 5 stride 1) | 8, without large_feature_map; None: 32
+                ):
+        if output_stride is not None: check_choice('efficientnet_lite0 output_stride', output_stride, tuple(_LITE0_UNSTRIDED))
+        output_stride = 8 if large_feature_map else (output_stride or 32)  # large_feature_map wins: a run may set it over a preset's stride
         super().__init__('efficientnet_lite0', num_classes, 1280, large_feature_map)
+        self.output_stride = output_stride
         net = timm.create_model('tf_efficientnet_lite0', pretrained=False)  # architecture only; weights: wsol.weights
-        for stage in (_LITE0_UNSTRIDED_LARGE if large_feature_map else ()):
+        for stage in _LITE0_UNSTRIDED[output_stride]:
             net.blocks[stage][0].conv_dw.stride = (1, 1)  # timm's Conv2dSame pads "same" for the stride it is given
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
         self.conv_head, self.bn2 = net.conv_head, net.bn2
@@ -360,7 +365,7 @@ class InceptionV3WSOL(WSOLModel):
 # %% ../nbs/04_models.ipynb #5f74707a
 BACKBONES = {'resnet50': ResNet50WSOL, 'vgg16': VGG16WSOL, 'tinyresnet': TinyResNetWSOL,
              'efficientnet_lite0': EfficientNetLite0WSOL, 'inceptionv3': InceptionV3WSOL}  # the names of `ARCHITECTURES`
-_ARCH_KWARGS = {'resnet50': (), 'vgg16': (), 'tinyresnet': ('width', 'blocks', 'output_stride'), 'efficientnet_lite0': (),
+_ARCH_KWARGS = {'resnet50': (), 'vgg16': (), 'tinyresnet': ('width', 'blocks', 'output_stride'), 'efficientnet_lite0': ('output_stride',),
                 'inceptionv3': ('head_dropout',)}
 
 
@@ -368,7 +373,7 @@ def build_model(architecture: str,  # 'resnet50' | 'vgg16' | 'tinyresnet' | 'eff
                 num_classes: int,  # K
                 large_feature_map: bool = False,  # ResNet50 layer3 / EfficientNet stages 3, 5 stride 1, VGG16 without pool4, tinyresnet stride halved
                 split_layer: nn.Module | None = None,  # the method's layer at the split point (training only), e.g. `AttentiveDropout`
-                **arch_kwargs,  # tinyresnet only: width, blocks, output_stride
+                **arch_kwargs,  # tinyresnet: width, blocks, output_stride; efficientnet_lite0: output_stride; inceptionv3: head_dropout
                ) -> WSOLModel:
     "A freshly initialised WSOL backbone + classifier (weights: `wsol.weights`; a method's whole model: `wsol.methods`)."
     check_choice('architecture', architecture, ARCHITECTURES)
@@ -437,7 +442,7 @@ class ACoLNet(_MethodNet):
     "ACoL (Zhang et al., CVPR 2018) as in wsolevaluation: backbone features -> classifier_A; features erased by A's label map -> classifier_B."
     def __init__(self, architecture: str, num_classes: int, large_feature_map: bool = False,
                  acol_threshold: float = 0.7,  # erase where branch A's min-max-normalised label map >= this, in [0, 1]
-                 **arch_kwargs,  # tinyresnet only: width, blocks, output_stride
+                 **arch_kwargs,  # tinyresnet: width, blocks, output_stride; efficientnet_lite0: output_stride; inceptionv3: head_dropout
                 ):
         super().__init__(architecture, num_classes, large_feature_map, arch_kwargs)
         if not 0 <= acol_threshold <= 1: raise ValueError(f"acol_threshold={acol_threshold!r} must be in [0, 1]")
@@ -495,7 +500,7 @@ class SPGNet(_MethodNet):
     "SPG (Zhang et al., ECCV 2018) as in wsolevaluation: a 1x1-conv classifier `SPG_A4`, guidance branches B1 / B2 (shared top) and C."
 
     def __init__(self, architecture: str, num_classes: int, large_feature_map: bool = False,
-                 **arch_kwargs,  # tinyresnet only: width, blocks, output_stride
+                 **arch_kwargs,  # tinyresnet: width, blocks, output_stride; efficientnet_lite0: output_stride; inceptionv3: head_dropout
                 ):
         super().__init__(architecture, num_classes, large_feature_map, arch_kwargs)
         if architecture == 'resnet50':
