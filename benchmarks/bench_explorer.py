@@ -27,7 +27,8 @@ matplotlib.use('Agg')
 from matplotlib.figure import Figure  # noqa: E402
 
 from wsol.config import make_config  # noqa: E402
-from wsol.explorer import boxes_at, explore, grid_index  # noqa: E402
+from wsol.explorer import explore  # noqa: E402
+from wsol.explorer_state import boxes_at, grid_index  # noqa: E402
 from wsol.train import train  # noqa: E402
 
 

@@ -187,7 +187,8 @@ def info_text(driver) -> str:
 
 def expected(view, index: int, threshold: float):
     "(IoU text, decoded panel image) the explorer should show for dataset image `index` at `threshold`, computed here."
-    from wsol.explorer import boxes_at, image_state, jpeg_bytes, render_panels, snap
+    from wsol.explorer import jpeg_bytes, render_panels
+    from wsol.explorer_state import boxes_at, image_state, snap
     ex = view
     t = snap(ex.thresholds, threshold)
     st = image_state(ex, index)
@@ -203,7 +204,7 @@ def test_explorer_in_jupyterlab(tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    from wsol.explorer import open_run
+    from wsol.explorer_state import open_run
     run = tiny_run(tmp_path)
     write_notebook(tmp_path/'explorer.ipynb', run)
     ex = open_run(run, 'test')

@@ -501,7 +501,7 @@ def test_interrupted_evaluation_leaves_no_half_written_results(reference, tmp_pa
 
 
 def test_interrupted_evaluation_leaves_whole_score_maps(reference, roots, tmp_path, capsys):
-    from wsol.metrics import main
+    from wsol.evaluate_scoremaps import main
     ckpt = reference['dir']/'checkpoints'/'best.pt'
     out = tmp_path/'eval'
     _kill_evaluation(ckpt, out, 'scoremap', tmp_path)
