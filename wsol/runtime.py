@@ -15,13 +15,15 @@ from datetime import timedelta
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+from timm.layers import convert_sync_batchnorm
 
 from .config import DEVICES, check_choice
 
 # %% auto #0
 __all__ = ['resolve_device', 'autocast_dtype', 'seed_everything', 'get_rng_state', 'set_rng_state', 'DistInfo',
            'dist_info_from_env', 'init_distributed', 'main_process_first', 'all_reduce_sum', 'gather_objects',
-           'broadcast_object', 'PeerFailure', 'peer_failure']
+           'broadcast_object', 'sync_batchnorm', 'PeerFailure', 'peer_failure']
 
 # %% ../nbs/14_runtime.ipynb #8da5d074
 def resolve_device(name: str = 'auto',  # auto | cpu | cuda
@@ -156,6 +158,17 @@ def broadcast_object(obj, info: DistInfo):
 
 
 
+
+# %% ../nbs/14_runtime.ipynb #f5083f00
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    "`model` with SyncBatchNorm layers (timm's converter: fused activations kept), the replaced layers' forward hooks carried over."
+    hooks = {name: list(m._forward_hooks.values()) for name, m in model.named_modules()  # torch has no public hook listing
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m._forward_hooks}
+    model = convert_sync_batchnorm(model)
+    modules = dict(model.named_modules())
+    for name, fns in hooks.items():
+        for fn in fns: modules[name].register_forward_hook(fn)
+    return model
 
 # %% ../nbs/14_runtime.ipynb #9b20d191
 class PeerFailure(RuntimeError):

@@ -31,7 +31,8 @@ from .evaluation import evaluate_model, selection_score
 from .methods import method_for, model_for, training_loss
 from .plots import history_figure, save_figure
 from .runtime import (DistInfo, PeerFailure, all_reduce_sum, autocast_dtype, broadcast_object, gather_objects,
-                          get_rng_state, init_distributed, main_process_first, peer_failure, seed_everything, set_rng_state)
+                          get_rng_state, init_distributed, main_process_first, peer_failure, seed_everything, set_rng_state,
+                          sync_batchnorm)
 from .weights import load_checkpoint, save_checkpoint
 
 # %% auto #0
@@ -297,7 +298,7 @@ def _build(cfg, info, device):
     with main_process_first(info): model = model_for(cfg, num_classes)
     if cfg.sync_bn and info.enabled:
         if device.type != 'cuda': raise ValueError("sync_bn=True needs CUDA devices (SyncBatchNorm has no CPU kernel)")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = sync_batchnorm(model)
     model.to(device)
     if device.type == 'cuda':
         model.to(memory_format=torch.channels_last)
