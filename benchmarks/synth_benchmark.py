@@ -152,9 +152,9 @@ def pretrained_weights(args, cfg) -> tuple:
     "Build (or find) the pretrained weights that the runs (`cfg`: the first one's Config) will load: (path, seconds, built now?)."
     from wsol.methods import model_for
     from wsol.pretrain import synth_pretrained_weights
-    from wsol.weights import imagenet_weights, synth_weights_path
+    from wsol.weights import imagenet_weights_file, synth_weights_path
     if cfg.pretrained is True:  # real ImageNet weights, nothing to build
-        return Path(imagenet_weights(args.architecture)[2]), 0.0, False
+        return imagenet_weights_file(args.architecture), 0.0, False
     folder = Path(args.data_root) / 'pretrained'
     before = set(folder.glob('*.pt')) if folder.is_dir() else set()
     t0 = time.perf_counter()

@@ -20,9 +20,9 @@ from . import pretrain
 
 # %% auto #0
 __all__ = ['is_efficientnet_pytorch_layout', 'efficientnet_pytorch_to_timm', 'efficientnet_lite0_weights_path',
-           'to_wsol_state_dict', 'Checkpoint', 'read_checkpoint', 'imagenet_state_dict', 'imagenet_weights',
-           'load_pretrained', 'imagenet_checkpoint', 'synth_weights_path', 'load_checkpoint_weights',
-           'num_classes_in_checkpoint', 'save_checkpoint', 'load_checkpoint']
+           'to_wsol_state_dict', 'Checkpoint', 'read_checkpoint', 'imagenet_state_dict', 'imagenet_weights_file',
+           'imagenet_weights', 'load_pretrained', 'imagenet_checkpoint', 'synth_weights_path',
+           'load_checkpoint_weights', 'num_classes_in_checkpoint', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/06_weights.ipynb #e1f0b0c2
 _EFFNET_TOP = {'_conv_stem': 'conv_stem', '_bn0': 'bn1', '_conv_head': 'conv_head', '_bn1': 'bn2', '_fc': 'fc'}
@@ -285,18 +285,24 @@ def imagenet_state_dict(architecture: str  # 'resnet50' | 'vgg16'
             f"a folder holding {fname} or {_OFFICIAL_FILE_NAMES[architecture]} works too).") from e
 
 
-def imagenet_weights(architecture: str  # one of `ARCHITECTURES`
-                    ) -> tuple:  # (state dict in the source's layout, description, file path)
-    "ImageNet weights of `architecture`: an installed package's file (offline), else torchvision's (cache or download)."
-    if architecture in _PACKAGE_WEIGHTS:
-        path = _PACKAGE_WEIGHTS[architecture]()
-        return _torch_load(path, f"ImageNet weights for {architecture}"), f"ImageNet weights for {architecture} ({path})", path
+def imagenet_weights_file(architecture: str  # one of `ARCHITECTURES`
+                         ) -> Path:
+    "Where the ImageNet weights of `architecture` are: an installed package's file, else torchvision's cache (filled on first load)."
+    if architecture in _PACKAGE_WEIGHTS: return Path(_PACKAGE_WEIGHTS[architecture]())
     if architecture not in _TORCHVISION_WEIGHTS:
         raise ValueError(f"pretrained=True: there are no ImageNet weights for {architecture}; pass pretrained=False "
                          "or a path to a state dict / checkpoint of this architecture")
     url = getattr(torchvision.models, _TORCHVISION_WEIGHTS[architecture]).IMAGENET1K_V1.url
-    return (imagenet_state_dict(architecture), f"torchvision ImageNet weights for {architecture}",
-            Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[-1])
+    return Path(torch.hub.get_dir()) / 'checkpoints' / url.rsplit('/', 1)[-1]
+
+
+def imagenet_weights(architecture: str  # one of `ARCHITECTURES`
+                    ) -> tuple:  # (state dict in the source's layout, description, file path)
+    "ImageNet weights of `architecture`: an installed package's file (offline), else torchvision's (cache or download)."
+    path = imagenet_weights_file(architecture)
+    if architecture in _PACKAGE_WEIGHTS:
+        return _torch_load(path, f"ImageNet weights for {architecture}"), f"ImageNet weights for {architecture} ({path})", path
+    return imagenet_state_dict(architecture), f"torchvision ImageNet weights for {architecture}", path
 
 
 def load_pretrained(model: WSOLModel,  # model to load into (in place)
