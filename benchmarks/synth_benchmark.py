@@ -296,17 +296,14 @@ def test_maps(cfg, checkpoint: Path) -> dict:
 def analyse(cfg, tm: dict) -> dict:
     "Partial-activation measures of one checkpoint's test maps (wsol.analysis)."
     import numpy as np
-    from wsol.analysis import (part_ratio, part_regions, read_masks, read_part_boxes, region_means, scale_boxes,
-                               synth_partial_activation)
+    from wsol.analysis import part_ratio, partial_activation, region_means, synth_regions
     from wsol.synth import synth_params
     ids, S = tm['image_ids'], cfg.crop_size
     side = synth_params(**cfg.synth)['image_size']  # the part boxes are in the images' pixels; the maps are at S
-    sizes = {i: (side, side) for i in ids}
-    r = synth_partial_activation(tm['cam_scoremaps'], ids, cfg.data_root, cfg.metadata_root, 'test', sizes=sizes)
-    boxes = read_part_boxes(cfg.metadata_root, 'test')
-    masks = read_masks(cfg.data_root, ids, S)
-    head, body = part_regions(masks, scale_boxes([boxes[i] for i in ids], [sizes[i] for i in ids], S))
+    regions = synth_regions(ids, S, cfg.data_root, cfg.metadata_root, 'test', sizes={i: (side, side) for i in ids})
+    masks, head, body = regions.masks, regions.head, regions.body
     sm = tm['cam_scoremaps']
+    r = partial_activation(sm, regions)
     r['object_mass'] = 100 * float(np.mean((sm * masks).sum((1, 2)) / np.maximum(sm.sum((1, 2)), 1e-12)))
     r['norm_head_body_ratio'] = part_ratio(tm['norm_scoremaps'], head, body)
     r['norm_object_coverage'] = 100 * float(np.nanmean(region_means(tm['norm_scoremaps'] >= 0.5, masks)))

@@ -5,6 +5,7 @@
 # %% ../nbs/10_analysis.ipynb #6795a78e
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,8 @@ from .metadata import MetadataError
 
 # %% auto #0
 __all__ = ['read_part_boxes', 'read_masks', 'scale_boxes', 'part_regions', 'peak_in_part', 'region_means', 'part_ratio',
-           'coverage', 'oracle_scoremaps', 'synth_partial_activation']
+           'coverage', 'oracle_scoremaps', 'SynthRegions', 'synth_regions', 'partial_activation',
+           'synth_partial_activation']
 
 # %% ../nbs/10_analysis.ipynb #4af38430
 def read_part_boxes(metadata_root,  # folder with <dataset>/<split>/part_boxes.txt
@@ -126,24 +128,50 @@ def oracle_scoremaps(masks: np.ndarray,  # (N, H, W) bool ground-truth object ma
     return to_scoremaps(small, size=masks.shape[1:])
 
 # %% ../nbs/10_analysis.ipynb #a7037f7a
+@dataclass(frozen=True)
+class SynthRegions:
+    "Ground truth of some SYNTH images at the evaluation size S: object masks, head boxes, head and rest-of-object regions."
+    masks: np.ndarray  # (N, S, S) bool
+    part_boxes: np.ndarray  # (N, 4) head boxes at S
+    head: np.ndarray  # (N, S, S) bool: mask inside the head box
+    body: np.ndarray  # (N, S, S) bool: mask outside it
+
+
+def synth_regions(image_ids,  # images of `split`
+                  size: int,  # S: the evaluation size of the score maps
+                  data_root='data',  # SYNTH images and masks root
+                  metadata_root='metadata',  # SYNTH metadata root
+                  split: str = 'test',
+                  sizes=None,  # image_id -> (width, height) of the images; None: square at `size`
+                 ) -> SynthRegions:
+    "Masks and part regions of `image_ids`, read once for every measure of their maps."
+    boxes = read_part_boxes(metadata_root, split)
+    missing = [i for i in image_ids if i not in boxes]
+    if missing: raise KeyError(f"no part box for {missing[0]} (and {len(missing) - 1} more) in split {split!r}")
+    wh = [sizes[i] if sizes else (size, size) for i in image_ids]
+    part_boxes = scale_boxes([boxes[i] for i in image_ids], wh, size)
+    masks = read_masks(data_root, image_ids, size)
+    return SynthRegions(masks, part_boxes, *part_regions(masks, part_boxes))
+
+
+def partial_activation(scoremaps: np.ndarray,  # (N, S, S) score maps in [0, 1]
+                       regions: SynthRegions,  # the same images' `synth_regions` at S
+                      ) -> dict:  # 'peak_in_head' %, 'head_body_ratio', 'object_coverage' %, 'background_coverage' %
+    "Partial-activation measures of score maps: peak in the head box, head/body ratio, mask coverage at 0.5."
+    maps, masks = np.asarray(scoremaps), regions.masks
+    return {'peak_in_head': 100 * float(peak_in_part(maps, regions.part_boxes).mean()),
+            'head_body_ratio': part_ratio(maps, regions.head, regions.body),
+            'object_coverage': 100 * float(np.nanmean(coverage(maps, masks))),
+            'background_coverage': 100 * float(np.nanmean(coverage(maps, ~masks)))}
+
+
 def synth_partial_activation(scoremaps: np.ndarray,  # (N, S, S) score maps in [0, 1] of `image_ids`, at the evaluation size S
                              image_ids,  # the maps' image ids
                              data_root='data',  # SYNTH images and masks root
                              metadata_root='metadata',  # SYNTH metadata root
                              split: str = 'test',
                              sizes=None,  # image_id -> (width, height); None: SYNTH images are square at S
-                            ) -> dict:  # 'peak_in_head' %, 'head_body_ratio', 'object_coverage' %, 'background_coverage' %
-    "Partial-activation measures of SYNTH score maps: peak in the head box, head/body ratio, mask coverage at 0.5."
+                            ) -> dict:  # `partial_activation`'s measures
+    "`partial_activation` of SYNTH score maps, their regions read from disk."
     maps = np.asarray(scoremaps)
-    S = maps.shape[-1]
-    boxes = read_part_boxes(metadata_root, split)
-    missing = [i for i in image_ids if i not in boxes]
-    if missing: raise KeyError(f"no part box for {missing[0]} (and {len(missing) - 1} more) in split {split!r}")
-    wh = [sizes[i] if sizes else (S, S) for i in image_ids]
-    pb = scale_boxes([boxes[i] for i in image_ids], wh, S)
-    masks = read_masks(data_root, image_ids, S)
-    head, body = part_regions(masks, pb)
-    return {'peak_in_head': 100 * float(peak_in_part(maps, pb).mean()),
-            'head_body_ratio': part_ratio(maps, head, body),
-            'object_coverage': 100 * float(np.nanmean(coverage(maps, masks))),
-            'background_coverage': 100 * float(np.nanmean(coverage(maps, ~masks)))}
+    return partial_activation(maps, synth_regions(image_ids, maps.shape[-1], data_root, metadata_root, split, sizes))
