@@ -344,3 +344,18 @@ def test_official_v1_config_selects_by_iou50_largest_contour(roots, tmp_path):
     assert last['best_epoch'] == min(e for e, s in iou50.items() if s == max(iou50.values()))
     assert last['best_val']['maxboxacc']['50'] == max(iou50.values())
     assert iou50 != v2
+
+
+@pytest.mark.parametrize('notebook', ['train.ipynb', 'evaluate.ipynb'])
+def test_papermill_sees_every_parameter(notebook, caplog):
+    "`papermill --help-notebook` lists every parameter with its help: papermill skips a line with a second '=' (e.g. '>=')."
+    import nbformat
+    import papermill
+    path = ROOT / 'nbs' / notebook
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if 'parameters' in c.metadata.get('tags', []))
+    names = [line.split(':')[0].split('=')[0].strip() for line in cell.source.splitlines() if line and not line.startswith('#')]
+    with caplog.at_level('WARNING', logger='papermill'):
+        found = papermill.inspect_notebook(str(path))
+    assert not [r.message for r in caplog.records if 'Unable to parse' in r.message]
+    assert list(found) == names
+    assert all(p['help'] for p in found.values()), [n for n, p in found.items() if not p['help']]
