@@ -178,7 +178,7 @@ def one_run(args, method: str, seed: int) -> dict:
     seconds = time.perf_counter() - t0
     results = json.loads((Path(cfg.output_dir) / 'results.json').read_text())
     record = {'method': method, 'seed': seed, 'seconds': seconds, 'threads': args.threads, 'results': results,
-              'output_dir': cfg.output_dir, 'config': config_record(cfg)}
+              'output_dir': cfg.output_dir, 'config': config_record(cfg), 'environment': environment()}
     atomic_write_text(Path(cfg.output_dir) / 'benchmark_run.json', json.dumps(record, indent=1) + '\n')
     return record
 
@@ -385,15 +385,35 @@ def versus_cam(mean: float, std: float, n: int, cam: tuple) -> dict:
     return {'delta': delta, 'se': se, 'verdict': verdict}
 
 
+def environment() -> dict:
+    "What CPU training results depend on beyond the code: library versions and the CPU (runs are bit-equal only within one)."
+    import platform
+    import cv2
+    import numpy
+    import timm
+    import torch
+    import torchvision
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return {'python': platform.python_version(), 'torch': torch.__version__, 'torchvision': torchvision.__version__,
+            'timm': timm.__version__, 'opencv': cv2.__version__, 'numpy': numpy.__version__, 'cpu': cpu,
+            'cpu_count': os.cpu_count()}
+
+
 def summarise(runs: list, analysis: dict, oracle: dict, pre: dict, args, not_analysed: dict, absent: dict) -> dict:
     "Per-run rows, per-method statistics, the all-methods table and the comparisons with vanilla CAM."
     import numpy as np
     methods = [m for m in ALL_METHODS if any(r['method'] == m for r in runs)]
     out = {'pretraining': pre, 'oracle': oracle, 'seeds': list(args.seeds), 'smoke': bool(args.smoke), 'runs': [],
-           'methods': {}}
+           'methods': {}, 'environments': []}
     for r in sorted(runs, key=lambda r: (ALL_METHODS.index(r['method']), args.seeds.index(r['seed']))):
         row = {'method': r['method'], 'seed': r['seed'], 'seconds': r['seconds'], 'threads': r['threads'],
                'output_dir': r['output_dir']}
+        if r.get('environment') and r['environment'] not in out['environments']: out['environments'].append(r['environment'])
         for ck in CHECKPOINTS:
             m = r['results']['test'][ck]
             row[ck] = {'maxboxacc_v2': m['maxboxacc_v2'], **{f'iou{k}': v for k, v in m['maxboxacc'].items()},
@@ -569,6 +589,10 @@ def markdown(s: dict, args) -> str:
     else:
         L.append(f"Pretrained weights (`pretrained='synth'`, `wsol.pretrain`): `{p['file']}`, "
                  + (f"built in {p['seconds']:.0f} s in this run.\n" if p['built'] else "found in the cache.\n"))
+    for e in s.get('environments', []):
+        L.append(f"Runs made on: {e['cpu']} ({e['cpu_count']} CPUs), Python {e['python']}, torch {e['torch']}, "
+                 f"torchvision {e['torchvision']}, timm {e['timm']}, OpenCV {e['opencv']}, NumPy {e['numpy']}. "
+                 "CPU runs are bit-reproducible with the same CPU and libraries, not across them.\n")
     return '\n'.join(L) + '\n'
 
 

@@ -94,6 +94,12 @@ def test_results_json(smoke):
     # the oracle (ground truth blurred to the 16 x 16 feature map) is localised almost perfectly
     assert s['oracle']['feature_size'] == 16 and s['oracle']['maxboxacc']['70'] >= 90
     assert s['pretraining']['file'].startswith('synth_tinyresnet_')
+    # the machine and libraries the runs were made with (CPU results are bit-equal only within one)
+    import cv2
+    import torch
+    env = s['environments']
+    assert len(env) == 1 and env[0]['torch'] == torch.__version__ and env[0]['opencv'] == cv2.__version__
+    assert f"torch {torch.__version__}" in (out/'results_synth.md').read_text()
 
 
 def test_all_methods_table(smoke):
