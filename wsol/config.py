@@ -15,19 +15,15 @@ from typing import Any
 import yaml
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'METHODS', 'METHOD_ARCHITECTURES', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS', 'METHOD_PRESETS',
-           'OFFICIAL_RENAMES', 'OFFICIAL_VALUES', 'OFFICIAL_LOGGING', 'OFFICIAL_MODES', 'POSITIVE_INTS',
-           'POSITIVE_FLOATS', 'UNIT_INTERVAL', 'check_choice', 'DatasetInfo', 'parse_bool', 'Config', 'preset',
-           'load_config_file', 'validate_config', 'make_config', 'overrides_from_params', 'config_from_params',
-           'atomic_write', 'atomic_write_text', 'save_config']
+__all__ = ['ARCHITECTURES', 'METHODS', 'DEVICES', 'SPLITS', 'DATASETS', 'PRESETS', 'METHOD_PRESETS', 'OFFICIAL_RENAMES',
+           'OFFICIAL_VALUES', 'OFFICIAL_LOGGING', 'OFFICIAL_MODES', 'POSITIVE_INTS', 'POSITIVE_FLOATS', 'UNIT_INTERVAL',
+           'check_choice', 'DatasetInfo', 'parse_bool', 'Config', 'preset', 'load_config_file', 'validate_config',
+           'make_config', 'overrides_from_params', 'config_from_params', 'atomic_write', 'atomic_write_text',
+           'save_config']
 
 # %% ../nbs/00_config.ipynb #5b0c2da7
 ARCHITECTURES = ('resnet50', 'vgg16', 'tinyresnet', 'efficientnet_lite0', 'inceptionv3')  # `wsol.models.BACKBONES` builds them
 METHODS = ('cam', 'bridging-gap', 'has', 'acol', 'spg', 'adl', 'cutmix')  # `wsol.methods.METHODS` implements them
-# methods with a network of their own (`wsol.models.ACoLNet` / `SPGNet`): the backbones wsolevaluation builds them on,
-# plus tinyresnet; every other method runs on every architecture
-METHOD_ARCHITECTURES = {'acol': ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet'),
-                        'spg': ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet')}
 DEVICES = ('auto', 'cpu', 'cuda')
 SPLITS = ('train', 'val', 'test')
 
@@ -316,9 +312,6 @@ def validate_config(cfg: Config, metadata_root_check: bool = True) -> Config:
                              f"(or a custom dataset with metadata in {Path(cfg.metadata_root)/cfg.dataset})")
     check_choice('architecture', cfg.architecture, ARCHITECTURES)
     check_choice('method', cfg.method, METHODS)
-    if cfg.architecture not in METHOD_ARCHITECTURES.get(cfg.method, ARCHITECTURES):
-        raise ValueError(f"method={cfg.method!r} does not run on architecture={cfg.architecture!r}; "
-                         f"its architectures: {', '.join(METHOD_ARCHITECTURES[cfg.method])}")
     check_choice('device', cfg.device, DEVICES)
     check_choice('norm_variant', cfg.norm_variant, ('max', 'target'))
     for name in POSITIVE_INTS: _check_range(name, getattr(cfg, name), 1)

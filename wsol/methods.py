@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cam import class_activation_maps
-from .config import ARCHITECTURES, METHOD_ARCHITECTURES
 from .config import METHODS as METHOD_NAMES
 from .config import Config, check_choice
 from .losses import bridging_gap_loss, cam_loss
@@ -62,11 +61,6 @@ class Method:
         "Its hyperparameters with their `Config` defaults."
         return {f.name: (f.default if f.default is not MISSING else f.default_factory())
                 for f in fields(Config) if f.name in self.hparams}
-
-    @property
-    def architectures(self) -> tuple:
-        "The architectures it runs on (`wsol.config.METHOD_ARCHITECTURES`, else all)."
-        return METHOD_ARCHITECTURES.get(self.name, ARCHITECTURES)
 
 # %% ../nbs/09_methods.ipynb #60933680
 def attentive_dropout(hp) -> AttentiveDropout:
@@ -326,9 +320,6 @@ def model_for(cfg: Config,  # architecture, method and its hyperparameters, larg
              ) -> nn.Module:
     "The model that `cfg` describes, initialised as the official code does and loaded with its pretrained weights."
     method = method_for(cfg.method)
-    if cfg.architecture not in method.architectures:
-        raise ValueError(f"method={cfg.method!r} does not run on architecture={cfg.architecture!r}; "
-                         f"its architectures: {', '.join(method.architectures)}")
     if method.build is not None:
         model = method.build(cfg, num_classes)
     else:

@@ -395,15 +395,20 @@ def normalize_per_channel(x: torch.Tensor  # (B, C, h, w)
     return torch.div(flat - lo, hi - lo).view(x.shape)
 
 
+_LITE0_TRUNK = ('conv_stem', 'bn1', 'blocks', 'conv_head', 'bn2')  # EfficientNet-Lite0's layers (timm's names)
+_METHOD_NET_KWARGS = {'resnet50': (), 'vgg16': (), 'inceptionv3': (), 'tinyresnet': _ARCH_KWARGS['tinyresnet'],
+                      'efficientnet_lite0': _ARCH_KWARGS['efficientnet_lite0']}  # architecture -> the keywords it takes
+
+
 class _MethodNet(nn.Module):
     "What every method network shares with `WSOLModel`: its settings, no split layer, GAP, the wsolevaluation lr groups."
     def __init__(self, architecture: str, num_classes: int, large_feature_map: bool, arch_kwargs: dict):
         super().__init__()
-        if architecture not in ('resnet50', 'vgg16', 'inceptionv3', 'tinyresnet'):
+        if architecture not in _METHOD_NET_KWARGS:
             raise ValueError(f"{type(self).__name__}: architecture={architecture!r} is not supported; "
-                             "choose one of resnet50, vgg16, inceptionv3, tinyresnet")
-        if arch_kwargs and architecture != 'tinyresnet':
-            raise TypeError(f"{type(self).__name__}: unknown keyword(s) {sorted(arch_kwargs)} for architecture={architecture!r}")
+                             f"choose one of {', '.join(_METHOD_NET_KWARGS)}")
+        unknown = sorted(set(arch_kwargs) - set(_METHOD_NET_KWARGS[architecture]))
+        if unknown: raise TypeError(f"{type(self).__name__}: unknown keyword(s) {unknown} for architecture={architecture!r}")
         self.architecture, self.num_classes, self.large_feature_map = architecture, num_classes, large_feature_map
         self.avgpool = nn.AdaptiveAvgPool2d(1)
 
@@ -417,12 +422,26 @@ class _MethodNet(nn.Module):
         self.width, self.blocks, self.output_stride = tiny.width, tiny.blocks, tiny.output_stride
         return tiny.feature_dim
 
+    def _lite0(self, arch_kwargs: dict) -> int:
+        "Add EfficientNet-Lite0's layers (timm's names, for its ImageNet weights); returns its feature channels."
+        net = EfficientNetLite0WSOL(1, self.large_feature_map, **arch_kwargs)
+        for name in _LITE0_TRUNK: self.add_module(name, getattr(net, name))
+        self.output_stride = net.output_stride
+        return net.feature_dim
+
+    def _init_heads(self, conv_init: str, heads: tuple):
+        "wsolevaluation's initialisation: of every layer, or only of the method's `heads` on EfficientNet-Lite0 (timm initialises the rest)."
+        modules = [m for h in heads for m in h.modules()] if self.architecture == 'efficientnet_lite0' else self.modules()
+        _init_weights(modules, conv_init)
+
     def lr_groups(self) -> tuple[list, list]:
-        "(lr, lr x ratio) parameters as wsolevaluation's trainer: VGG / InceptionV3 backbone layers at lr and the rest at lr x ratio; ResNet50 `layer4` and `fc` at lr x ratio and the rest at lr."
+        "(lr, lr x ratio) parameters as wsolevaluation's trainer: VGG / InceptionV3 (and EfficientNet-Lite0) backbone layers at lr and the rest at lr x ratio; ResNet50 `layer4` and `fc` at lr x ratio and the rest at lr."
         base, classifier = [], []
         for name, p in self.named_parameters():
             if self.architecture in ('resnet50', 'tinyresnet'):
                 fast = name.startswith(('layer4', 'fc.'))
+            elif self.architecture == 'efficientnet_lite0':
+                fast = not name.startswith(tuple(f'{n}.' for n in _LITE0_TRUNK))
             else:
                 fast = not name.startswith(('features.', 'Mixed', 'Conv2d_1', 'Conv2d_2', 'Conv2d_3', 'Conv2d_4'))
             (classifier if fast else base).append(p)
@@ -450,10 +469,11 @@ class ACoLNet(_MethodNet):
         if architecture == 'resnet50': resnet50_layers(self, large_feature_map); cin, width = 2048, 1024
         elif architecture == 'vgg16': self.features = vgg16_layers(_ACOL_VGG[large_feature_map]); cin, width = 512, 1024
         elif architecture == 'inceptionv3': inception_v3_layers(self); cin, width = 768, 1024
+        elif architecture == 'efficientnet_lite0': cin, width = self._lite0(arch_kwargs), 1024
         else: cin = width = self._tiny(arch_kwargs)
         self.feature_dim = cin
         self.classifier_A, self.classifier_B = _acol_branch(cin, width, num_classes), _acol_branch(cin, width, num_classes)
-        _init_weights(self.modules(), 'he' if architecture == 'resnet50' else 'xavier')
+        self._init_heads('he' if architecture == 'resnet50' else 'xavier', (self.classifier_A, self.classifier_B))
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         "Image -> the features both branches read."
@@ -465,6 +485,8 @@ class ACoLNet(_MethodNet):
         if self.architecture == 'inceptionv3':
             x = inception_v3_to_5d(self, x, self.large_feature_map)
             return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x)))))
+        if self.architecture == 'efficientnet_lite0':
+            return self.bn2(self.conv_head(self.blocks(self.bn1(self.conv_stem(x)))))
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer4_2(self.layer4_1(self.layer3(self.layer2(self.layer1(x)))))
 
@@ -519,6 +541,10 @@ class SPGNet(_MethodNet):
             inception_v3_layers(self)
             self.SPG_A3_1b, self.SPG_A3_2b = _conv_relu(768, 1024), _conv_relu(1024, 1024)
             b_in, b_width, c_in, c_width, C = (288, 768), 512, 1024, 512, 1024
+        elif architecture == 'efficientnet_lite0':  # B1 / B2 read stage 5's first block / its end, as ResNet50's read layer3's
+            C = self._lite0(arch_kwargs)
+            b_in = b_width = self.blocks[5][-1].conv_pwl.out_channels  # 192
+            c_in, c_width = C, 512
         else:
             C = self._tiny(arch_kwargs)
             b_in, b_width, c_in, c_width = C, C, C, C
@@ -529,7 +555,7 @@ class SPGNet(_MethodNet):
         self.SPG_B_1a, self.SPG_B_2a = _conv_relu(b1_in, b_width), _conv_relu(b2_in, b_width)
         self.SPG_B_shared = _spg_branch(b_width, b_width)
         self.SPG_C = _spg_branch(c_in, c_width)
-        _init_weights(self.modules(), 'xavier')
+        self._init_heads('xavier', (getattr(self, self.classifier_name), self.SPG_B_1a, self.SPG_B_2a, self.SPG_B_shared, self.SPG_C))
 
     def _stages(self, x: torch.Tensor) -> tuple:
         "Image -> (B1's input, B2's input, the features that SPG_A4 and SPG_C read)."
@@ -548,6 +574,10 @@ class SPGNet(_MethodNet):
             b2 = self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(b1))))  # B2 reads Mixed_6d, as wsolevaluation
             drop = lambda t: F.dropout(t, 0.5, self.training)
             return b1, b2, drop(self.SPG_A3_2b(drop(self.SPG_A3_1b(drop(self.Mixed_6e(b2))))))
+        if a == 'efficientnet_lite0':
+            b1 = self.blocks[5][0](self.blocks[:5](self.bn1(self.conv_stem(x))))
+            b2 = self.blocks[5][1:](b1)
+            return b1, b2, self.bn2(self.conv_head(self.blocks[6](b2)))
         b1 = self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
         b2 = self.layer4_1(b1)
         return b1, b2, self.layer4_2(b2)

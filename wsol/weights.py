@@ -50,11 +50,13 @@ def _effnet_name(key: str, blocks: list) -> str | None:
 
 
 def efficientnet_pytorch_to_timm(state_dict: dict,  # efficientnet_pytorch key names (`_blocks.N._depthwise_conv.weight`, ...)
-                                 model: WSOLModel,  # an `EfficientNetLite0WSOL` (timm's module names)
+                                 model: nn.Module,  # an `EfficientNetLite0WSOL`, or a method network on its trunk (timm's module names)
                                 ) -> dict:  # the same tensors under `model`'s names (`_fc` -> `fc`)
     "Rename an efficientnet_pytorch state dict to timm's names and check it: keys, shapes and order; a ValueError says what is wrong."
-    if not isinstance(model, EfficientNetLite0WSOL):
-        raise ValueError(f"an efficientnet_pytorch state dict (EfficientNet) does not fit a {model.architecture} model")
+    if getattr(model, 'architecture', None) != 'efficientnet_lite0':
+        raise ValueError(f"an efficientnet_pytorch state dict (EfficientNet) does not fit a {getattr(model, 'architecture', type(model).__name__)} model")
+    if not isinstance(model, EfficientNetLite0WSOL):  # ACoL / SPG: their trunk has the plain model's names; their heads are new
+        model = EfficientNetLite0WSOL(1, model.large_feature_map)
     blocks = [(f'blocks.{s}.{b}', type(block).__name__) for s, stage in enumerate(model.blocks) for b, block in enumerate(stage)]
     own, out, errors = model.state_dict(), {}, []
     for key, value in state_dict.items():
