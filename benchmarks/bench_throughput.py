@@ -13,7 +13,6 @@ images with the training/evaluation data pipeline (`--workers` processes).
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from wsol.cam import to_scoremaps

@@ -3,7 +3,6 @@ a killed run resumed to the same weights, divergence, fail-fast on missing data,
 import hashlib
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
